@@ -1,0 +1,57 @@
+/*-------------------------------------------------------------------------
+ *
+ * adstream.c
+ *	  Module entry point: settings (GUCs) and the clock.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/timestamp.h"
+
+#include "adstream.h"
+
+PG_MODULE_MAGIC;
+
+char	   *adstream_clock_override = NULL;
+
+void		_PG_init(void);
+
+/*
+ * The reference time for messages without a Kafka timestamp: the start of
+ * the current transaction, or adstream.clock_override when a test set it.
+ */
+TimestampTz
+adstream_now(void)
+{
+	if (adstream_clock_override != NULL && adstream_clock_override[0] != '\0')
+		return DatumGetTimestampTz(DirectFunctionCall3(timestamptz_in,
+													   CStringGetDatum(adstream_clock_override),
+													   ObjectIdGetDatum(InvalidOid),
+													   Int32GetDatum(-1)));
+	return GetCurrentTransactionStartTimestamp();
+}
+
+void
+_PG_init(void)
+{
+	if (IsBinaryUpgrade)
+		return;
+
+	DefineCustomStringVariable("adstream.clock_override",
+							   "Fixed current time for adstream, for deterministic tests.",
+							   "Empty (the default) uses the transaction start time. "
+							   "Only messages without a Kafka timestamp are affected.",
+							   &adstream_clock_override,
+							   "",
+							   PGC_SUSET,
+							   0,
+							   NULL, NULL, NULL);
+
+	MarkGUCPrefixReserved("adstream");
+}

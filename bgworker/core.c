@@ -1,0 +1,764 @@
+/*-------------------------------------------------------------------------
+ *
+ * core.c
+ *	  The processing core and its exactly-once protocol.
+ *
+ * INVARIANT.  A message changes the database exactly once: its effects
+ * (dedup key, attribution event, aggregate increments or dead letter) and
+ * the stored offset after it are written in the caller's one transaction,
+ * so they commit together or not at all.
+ *
+ * The protocol for one batch, all inside that transaction:
+ *
+ *	1. Lock the offset rows of every (topic, partition) in the batch,
+ *	   creating missing rows first (INSERT .. ON CONFLICT DO NOTHING, then
+ *	   SELECT .. FOR UPDATE, in a fixed order).  A concurrent batch for the
+ *	   same partition waits here and then sees our committed offset.
+ *	2. Skip every message whose offset is below the stored next offset, or
+ *	   not above an earlier message of the same partition in this batch:
+ *	   it was already applied.  Offsets are "next offset to read" and are
+ *	   never assumed contiguous (transaction markers take offsets).
+ *	3. Parse and validate each remaining message.  A bad one becomes a dead
+ *	   letter with its reason; it never aborts the batch.
+ *	4. Deduplicate valid events by key, first within the batch (first
+ *	   occurrence wins), then against adstream.dedup_key with
+ *	   INSERT .. ON CONFLICT DO NOTHING RETURNING: the keys returned are the
+ *	   new events; the others were counted before.
+ *	5. Store the new events for attribution, and add them to the 1-minute
+ *	   aggregates of (ad, event time truncated to the minute) with one
+ *	   upsert per distinct (minute, ad).
+ *	6. Insert the dead letters.
+ *	7. Store next offset = last offset seen + 1 per partition.
+ *
+ * Every step is one prepared statement over arrays (unnest), so a batch
+ * costs a handful of statements whatever its size.  Messages without
+ * coordinates (topic NULL) skip steps 1, 2 and 7.
+ *
+ * Errors: only database failures raise; the caller's transaction then
+ * aborts and nothing of the batch, offsets included, is kept.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+#include "utils/uuid.h"
+
+#include "core.h"
+#include "event_parse.h"
+
+/* What became of one message. */
+typedef enum MsgStatus
+{
+	MSG_SKIPPED,				/* already applied (below the stored offset) */
+	MSG_REJECTED,				/* dead letter */
+	MSG_VALID,					/* parsed and valid; dedup not yet decided */
+	MSG_DUPLICATE,				/* valid, already counted */
+	MSG_NEW						/* valid and counted by this batch */
+} MsgStatus;
+
+typedef struct MsgState
+{
+	MsgStatus	status;
+	AdstreamReject reason;
+	char	   *detail;
+	AdstreamEvent event;
+} MsgState;
+
+/* One (topic, partition) of the batch. */
+typedef struct PartState
+{
+	const char *topic;
+	int32		partition;
+	int64		first_offset;	/* lowest offset in the batch */
+	int64		next_offset;	/* stored, then advanced as messages apply */
+} PartState;
+
+/* Prepared statements, planned once per backend. */
+typedef enum Stmt
+{
+	STMT_PIPELINE,
+	STMT_OFFSETS_INIT,
+	STMT_OFFSETS_LOCK,
+	STMT_OFFSETS_SAVE,
+	STMT_DEDUP,
+	STMT_ATTRIBUTION,
+	STMT_AGGREGATE,
+	STMT_DEAD_LETTER,
+	NUM_STMTS
+} Stmt;
+
+typedef struct StmtDef
+{
+	const char *sql;
+	int			nargs;
+	Oid			argtypes[11];
+} StmtDef;
+
+static const StmtDef stmt_defs[NUM_STMTS] = {
+	[STMT_PIPELINE] = {
+		"SELECT id, name,"
+		" (extract(epoch FROM max_event_age) * 1000000)::int8,"
+		" (extract(epoch FROM max_future_skew) * 1000000)::int8,"
+		" (extract(epoch FROM dedup_horizon) * 1000000)::int8,"
+		" (extract(epoch FROM attribution_window) * 1000000)::int8,"
+		" max_message_bytes"
+		" FROM adstream.pipeline WHERE name = $1 FOR KEY SHARE",
+		1, {TEXTOID}
+	},
+	[STMT_OFFSETS_INIT] = {
+		"INSERT INTO adstream.consumed_offset (pipeline_id, topic, partition, next_offset)"
+		" SELECT $1, u.t, u.p, u.n FROM unnest($2::text[], $3::int4[], $4::int8[]) AS u(t, p, n)"
+		" ON CONFLICT (pipeline_id, topic, partition) DO NOTHING",
+		4, {INT4OID, TEXTARRAYOID, INT4ARRAYOID, INT8ARRAYOID}
+	},
+	[STMT_OFFSETS_LOCK] = {
+		"SELECT o.topic, o.partition, o.next_offset"
+		" FROM adstream.consumed_offset AS o"
+		" JOIN unnest($2::text[], $3::int4[]) AS u(t, p)"
+		"   ON o.topic = u.t COLLATE \"C\" AND o.partition = u.p"
+		" WHERE o.pipeline_id = $1"
+		" ORDER BY o.topic, o.partition FOR UPDATE OF o",
+		3, {INT4OID, TEXTARRAYOID, INT4ARRAYOID}
+	},
+	[STMT_OFFSETS_SAVE] = {
+		"UPDATE adstream.consumed_offset AS o"
+		" SET next_offset = greatest(o.next_offset, u.n), updated_at = now()"
+		" FROM unnest($2::text[], $3::int4[], $4::int8[]) AS u(t, p, n)"
+		" WHERE o.pipeline_id = $1 AND o.topic = u.t COLLATE \"C\" AND o.partition = u.p",
+		4, {INT4OID, TEXTARRAYOID, INT4ARRAYOID, INT8ARRAYOID}
+	},
+	[STMT_DEDUP] = {
+		"INSERT INTO adstream.dedup_key (pipeline_id, event_key, expires_at)"
+		" SELECT $1, u.k, u.e FROM unnest($2::uuid[], $3::timestamptz[]) AS u(k, e)"
+		" ON CONFLICT (pipeline_id, event_key) DO NOTHING"
+		" RETURNING event_key",
+		3, {INT4OID, UUIDARRAYOID, TIMESTAMPTZARRAYOID}
+	},
+	[STMT_ATTRIBUTION] = {
+		"INSERT INTO adstream.attribution_event (pipeline_id, user_id, event_time,"
+		" event_type, ad_id, campaign_id, advertiser_id, store_id, cost_micros,"
+		" region, event_id)"
+		" SELECT $1, u.usr, u.t,"
+		" CASE WHEN u.c THEN 'click'::adstream.event_type"
+		" ELSE 'impression'::adstream.event_type END,"
+		" u.ad, u.camp, u.adv, u.st, u.cost, u.reg, u.eid"
+		" FROM unnest($2::text[], $3::timestamptz[], $4::bool[], $5::text[],"
+		" $6::text[], $7::text[], $8::text[], $9::int8[], $10::text[], $11::text[])"
+		" AS u(usr, t, c, ad, camp, adv, st, cost, reg, eid)",
+		11, {INT4OID, TEXTARRAYOID, TIMESTAMPTZARRAYOID, BOOLARRAYOID,
+			TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
+		INT8ARRAYOID, TEXTARRAYOID, TEXTARRAYOID}
+	},
+	[STMT_AGGREGATE] = {
+		"INSERT INTO adstream.minute_stat AS s (pipeline_id, window_start, ad_id,"
+		" impressions, clicks, spend_micros)"
+		" SELECT $1, u.w, u.ad, u.i, u.c, u.sp"
+		" FROM unnest($2::timestamptz[], $3::text[], $4::int8[], $5::int8[], $6::int8[])"
+		" AS u(w, ad, i, c, sp)"
+		" ON CONFLICT (pipeline_id, window_start, ad_id) DO UPDATE"
+		" SET impressions = s.impressions + excluded.impressions,"
+		" clicks = s.clicks + excluded.clicks,"
+		" spend_micros = s.spend_micros + excluded.spend_micros,"
+		" updated_at = now()",
+		6, {INT4OID, TIMESTAMPTZARRAYOID, TEXTARRAYOID, INT8ARRAYOID,
+		INT8ARRAYOID, INT8ARRAYOID}
+	},
+	[STMT_DEAD_LETTER] = {
+		"INSERT INTO adstream.dead_letter (pipeline_id, topic, partition, \"offset\","
+		" kafka_ts, reason, detail, payload)"
+		" SELECT $1, u.t, u.p, u.o, u.ts, u.r, u.d, u.b"
+		" FROM unnest($2::text[], $3::int4[], $4::int8[], $5::timestamptz[],"
+		" $6::text[], $7::text[], $8::bytea[]) AS u(t, p, o, ts, r, d, b)",
+		8, {INT4OID, TEXTARRAYOID, INT4ARRAYOID, INT8ARRAYOID,
+		TIMESTAMPTZARRAYOID, TEXTARRAYOID, TEXTARRAYOID, BYTEAARRAYOID}
+	},
+};
+
+static SPIPlanPtr plans[NUM_STMTS];
+
+/* Prepare (once) and run a statement; returns the SPI result code. */
+static int
+run_stmt(Stmt stmt, Datum *values, const char *nulls)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	int			rc;
+
+	if (plans[stmt] == NULL)
+	{
+		SPIPlanPtr	plan;
+
+		plan = SPI_prepare(stmt_defs[stmt].sql, stmt_defs[stmt].nargs,
+						   (Oid *) stmt_defs[stmt].argtypes);
+		if (plan == NULL)
+			elog(ERROR, "adstream: could not prepare statement %d: %s",
+				 (int) stmt, SPI_result_code_string(SPI_result));
+		if (SPI_keepplan(plan) != 0)
+			elog(ERROR, "adstream: could not keep plan of statement %d", (int) stmt);
+		plans[stmt] = plan;
+	}
+	rc = SPI_execute_plan(plans[stmt], values, nulls, false, 0);
+	if (rc < 0)
+		elog(ERROR, "adstream: statement %d failed: %s",
+			 (int) stmt, SPI_result_code_string(rc));
+	MemoryContextSwitchTo(cxt);
+	return rc;
+}
+
+/*
+ * Array builders.  Each takes n Datums (and optional null flags) and makes
+ * a one-dimensional array of the given element type.
+ */
+static Datum
+make_array(Datum *elems, bool *nulls, int n, Oid elemtype)
+{
+	int16		typlen;
+	bool		typbyval;
+	char		typalign;
+	int			dims[1];
+	int			lbs[1];
+
+	get_typlenbyvalalign(elemtype, &typlen, &typbyval, &typalign);
+	dims[0] = n;
+	lbs[0] = 1;
+	return PointerGetDatum(construct_md_array(elems, nulls, 1, dims, lbs,
+											  elemtype, typlen, typbyval,
+											  typalign));
+}
+
+/* A text Datum of a C string, or a null flag for NULL. */
+static Datum
+text_or_null(const char *s, bool *isnull)
+{
+	*isnull = (s == NULL);
+	return s ? CStringGetTextDatum(s) : (Datum) 0;
+}
+
+bool
+adstream_load_pipeline(const char *name, AdstreamPipeline *pipeline)
+{
+	Datum		values[1];
+	HeapTuple	tup;
+	TupleDesc	desc;
+	bool		isnull;
+
+	values[0] = CStringGetTextDatum(name);
+	run_stmt(STMT_PIPELINE, values, NULL);
+	if (SPI_processed == 0)
+		return false;
+	tup = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	pipeline->id = DatumGetInt32(SPI_getbinval(tup, desc, 1, &isnull));
+	pipeline->name = pstrdup(name);
+	pipeline->max_event_age = DatumGetInt64(SPI_getbinval(tup, desc, 3, &isnull));
+	pipeline->max_future_skew = DatumGetInt64(SPI_getbinval(tup, desc, 4, &isnull));
+	pipeline->dedup_horizon = DatumGetInt64(SPI_getbinval(tup, desc, 5, &isnull));
+	pipeline->attribution_window = DatumGetInt64(SPI_getbinval(tup, desc, 6, &isnull));
+	pipeline->max_message_bytes = DatumGetInt32(SPI_getbinval(tup, desc, 7, &isnull));
+	SPI_freetuptable(SPI_tuptable);
+	return true;
+}
+
+static int
+cmp_part(const void *a, const void *b)
+{
+	const PartState *pa = (const PartState *) a;
+	const PartState *pb = (const PartState *) b;
+	int			c = strcmp(pa->topic, pb->topic);
+
+	if (c != 0)
+		return c;
+	return (pa->partition > pb->partition) - (pa->partition < pb->partition);
+}
+
+static PartState *
+find_part(PartState *parts, int nparts, const char *topic, int32 partition)
+{
+	PartState	key;
+
+	key.topic = topic;
+	key.partition = partition;
+	return bsearch(&key, parts, nparts, sizeof(PartState), cmp_part);
+}
+
+/*
+ * Steps 1 and 2: lock the partitions' offset rows and mark messages that
+ * were already applied as skipped.  Returns the partitions, sorted.
+ */
+static PartState *
+lock_offsets(const AdstreamPipeline *pl, const AdstreamMessage *msgs, int n,
+			 MsgState *st, int *nparts_out)
+{
+	PartState  *parts = palloc(sizeof(PartState) * Max(n, 1));
+	int			nparts = 0;
+	Datum		values[4];
+	Datum	   *topics;
+	Datum	   *partnums;
+	Datum	   *firsts;
+
+	/* distinct partitions with their lowest offset */
+	for (int i = 0; i < n; i++)
+	{
+		if (msgs[i].topic == NULL)
+			continue;
+		parts[nparts].topic = msgs[i].topic;
+		parts[nparts].partition = msgs[i].partition;
+		parts[nparts].first_offset = msgs[i].offset;
+		nparts++;
+	}
+	*nparts_out = 0;
+	if (nparts == 0)
+		return parts;
+	qsort(parts, nparts, sizeof(PartState), cmp_part);
+	{
+		int			w = 0;
+
+		for (int r = 0; r < nparts; r++)
+		{
+			if (w > 0 && cmp_part(&parts[w - 1], &parts[r]) == 0)
+				parts[w - 1].first_offset = Min(parts[w - 1].first_offset,
+												parts[r].first_offset);
+			else
+				parts[w++] = parts[r];
+		}
+		nparts = w;
+	}
+
+	topics = palloc(sizeof(Datum) * nparts);
+	partnums = palloc(sizeof(Datum) * nparts);
+	firsts = palloc(sizeof(Datum) * nparts);
+	for (int i = 0; i < nparts; i++)
+	{
+		topics[i] = CStringGetTextDatum(parts[i].topic);
+		partnums[i] = Int32GetDatum(parts[i].partition);
+		firsts[i] = Int64GetDatum(parts[i].first_offset);
+		parts[i].next_offset = 0;
+	}
+	values[0] = Int32GetDatum(pl->id);
+	values[1] = make_array(topics, NULL, nparts, TEXTOID);
+	values[2] = make_array(partnums, NULL, nparts, INT4OID);
+	values[3] = make_array(firsts, NULL, nparts, INT8OID);
+	run_stmt(STMT_OFFSETS_INIT, values, NULL);
+	run_stmt(STMT_OFFSETS_LOCK, values, NULL);
+	if (SPI_processed != nparts)
+		elog(ERROR, "adstream: locked %llu offset rows, expected %d",
+			 (unsigned long long) SPI_processed, nparts);
+	for (uint64 r = 0; r < SPI_processed; r++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[r];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		char	   *topic = TextDatumGetCString(SPI_getbinval(tup, desc, 1, &isnull));
+		int32		partition = DatumGetInt32(SPI_getbinval(tup, desc, 2, &isnull));
+		PartState  *p = find_part(parts, nparts, topic, partition);
+
+		if (p == NULL)
+			elog(ERROR, "adstream: unexpected offset row for %s/%d", topic, partition);
+		p->next_offset = DatumGetInt64(SPI_getbinval(tup, desc, 3, &isnull));
+	}
+	SPI_freetuptable(SPI_tuptable);
+
+	/* skip what was applied before, and repeats within this batch */
+	for (int i = 0; i < n; i++)
+	{
+		PartState  *p;
+
+		if (msgs[i].topic == NULL)
+			continue;
+		p = find_part(parts, nparts, msgs[i].topic, msgs[i].partition);
+		if (msgs[i].offset < p->next_offset)
+			st[i].status = MSG_SKIPPED;
+		else
+			p->next_offset = msgs[i].offset + 1;
+	}
+	*nparts_out = nparts;
+	return parts;
+}
+
+/* Step 7: store the advanced offsets. */
+static void
+save_offsets(const AdstreamPipeline *pl, PartState *parts, int nparts)
+{
+	Datum		values[4];
+	Datum	   *topics = palloc(sizeof(Datum) * nparts);
+	Datum	   *partnums = palloc(sizeof(Datum) * nparts);
+	Datum	   *nexts = palloc(sizeof(Datum) * nparts);
+
+	for (int i = 0; i < nparts; i++)
+	{
+		topics[i] = CStringGetTextDatum(parts[i].topic);
+		partnums[i] = Int32GetDatum(parts[i].partition);
+		nexts[i] = Int64GetDatum(parts[i].next_offset);
+	}
+	values[0] = Int32GetDatum(pl->id);
+	values[1] = make_array(topics, NULL, nparts, TEXTOID);
+	values[2] = make_array(partnums, NULL, nparts, INT4OID);
+	values[3] = make_array(nexts, NULL, nparts, INT8OID);
+	run_stmt(STMT_OFFSETS_SAVE, values, NULL);
+}
+
+/* Order message indexes by dedup key, then by position (first wins). */
+static int
+cmp_key_pos(const void *a, const void *b, void *arg)
+{
+	const MsgState *st = (const MsgState *) arg;
+	int			ia = *(const int *) a;
+	int			ib = *(const int *) b;
+	int			c = memcmp(st[ia].event.key, st[ib].event.key, 16);
+
+	if (c != 0)
+		return c;
+	return (ia > ib) - (ia < ib);
+}
+
+static int
+cmp_key_bsearch(const void *key, const void *elem, void *arg)
+{
+	const MsgState *st = (const MsgState *) arg;
+
+	return memcmp(key, st[*(const int *) elem].event.key, 16);
+}
+
+/* Minute of an event time: the UTC minute is the same in every zone. */
+static TimestampTz
+minute_of(TimestampTz t)
+{
+	TimestampTz m = t - (t % USECS_PER_MINUTE);
+
+	if (t % USECS_PER_MINUTE < 0)
+		m -= USECS_PER_MINUTE;
+	return m;
+}
+
+/* Order new events by (minute, ad) for grouping and index locality. */
+static int
+cmp_minute_ad(const void *a, const void *b, void *arg)
+{
+	const MsgState *st = (const MsgState *) arg;
+	const AdstreamEvent *ea = &st[*(const int *) a].event;
+	const AdstreamEvent *eb = &st[*(const int *) b].event;
+	TimestampTz ma = minute_of(ea->event_time);
+	TimestampTz mb = minute_of(eb->event_time);
+
+	if (ma != mb)
+		return (ma > mb) - (ma < mb);
+	return strcmp(ea->ad_id, eb->ad_id);
+}
+
+/*
+ * Step 4b: insert the batch's unique keys; mark the ones the database
+ * returns as new, the rest as duplicates.  uniq[] is sorted by key.
+ */
+static void
+dedup_against_stored(const AdstreamPipeline *pl, MsgState *st,
+					 int *uniq, int nuniq)
+{
+	Datum		values[3];
+	Datum	   *keys = palloc(sizeof(Datum) * nuniq);
+	Datum	   *expiries = palloc(sizeof(Datum) * nuniq);
+
+	for (int i = 0; i < nuniq; i++)
+	{
+		AdstreamEvent *ev = &st[uniq[i]].event;
+
+		keys[i] = PointerGetDatum(ev->key);
+		expiries[i] = TimestampTzGetDatum(ev->event_time + pl->dedup_horizon);
+		st[uniq[i]].status = MSG_DUPLICATE;
+	}
+	values[0] = Int32GetDatum(pl->id);
+	values[1] = make_array(keys, NULL, nuniq, UUIDOID);
+	values[2] = make_array(expiries, NULL, nuniq, TIMESTAMPTZOID);
+	run_stmt(STMT_DEDUP, values, NULL);
+	for (uint64 r = 0; r < SPI_processed; r++)
+	{
+		bool		isnull;
+		pg_uuid_t  *k = DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[r],
+												   SPI_tuptable->tupdesc, 1,
+												   &isnull));
+		int		   *hit = bsearch_arg(k->data, uniq, nuniq, sizeof(int),
+									  cmp_key_bsearch, st);
+
+		if (hit == NULL)
+			elog(ERROR, "adstream: dedup returned a key not in the batch");
+		st[*hit].status = MSG_NEW;
+	}
+	SPI_freetuptable(SPI_tuptable);
+}
+
+/* Step 5a: keep new events for attribution. */
+static void
+store_attribution(const AdstreamPipeline *pl, MsgState *st, int *fresh, int nfresh)
+{
+	Datum		values[11];
+	Datum	   *cols[10];
+	bool	   *nulls[10];
+
+	for (int c = 0; c < 10; c++)
+	{
+		cols[c] = palloc(sizeof(Datum) * nfresh);
+		nulls[c] = palloc0(sizeof(bool) * nfresh);
+	}
+	for (int i = 0; i < nfresh; i++)
+	{
+		AdstreamEvent *ev = &st[fresh[i]].event;
+
+		cols[0][i] = CStringGetTextDatum(ev->user_id);
+		cols[1][i] = TimestampTzGetDatum(ev->event_time);
+		cols[2][i] = BoolGetDatum(ev->is_click);
+		cols[3][i] = CStringGetTextDatum(ev->ad_id);
+		cols[4][i] = text_or_null(ev->campaign_id, &nulls[4][i]);
+		cols[5][i] = text_or_null(ev->advertiser_id, &nulls[5][i]);
+		cols[6][i] = text_or_null(ev->store_id, &nulls[6][i]);
+		cols[7][i] = Int64GetDatum(ev->cost_micros);
+		nulls[7][i] = !ev->has_cost;
+		cols[8][i] = text_or_null(ev->region, &nulls[8][i]);
+		cols[9][i] = CStringGetTextDatum(ev->event_id);
+	}
+	values[0] = Int32GetDatum(pl->id);
+	values[1] = make_array(cols[0], NULL, nfresh, TEXTOID);
+	values[2] = make_array(cols[1], NULL, nfresh, TIMESTAMPTZOID);
+	values[3] = make_array(cols[2], NULL, nfresh, BOOLOID);
+	values[4] = make_array(cols[3], NULL, nfresh, TEXTOID);
+	values[5] = make_array(cols[4], nulls[4], nfresh, TEXTOID);
+	values[6] = make_array(cols[5], nulls[5], nfresh, TEXTOID);
+	values[7] = make_array(cols[6], nulls[6], nfresh, TEXTOID);
+	values[8] = make_array(cols[7], nulls[7], nfresh, INT8OID);
+	values[9] = make_array(cols[8], nulls[8], nfresh, TEXTOID);
+	values[10] = make_array(cols[9], NULL, nfresh, TEXTOID);
+	run_stmt(STMT_ATTRIBUTION, values, NULL);
+}
+
+/* Step 5b: add new events to their (minute, ad) aggregates. */
+static void
+aggregate(const AdstreamPipeline *pl, MsgState *st, int *fresh, int nfresh)
+{
+	Datum		values[6];
+	Datum	   *minutes = palloc(sizeof(Datum) * nfresh);
+	Datum	   *ads = palloc(sizeof(Datum) * nfresh);
+	Datum	   *imps = palloc(sizeof(Datum) * nfresh);
+	Datum	   *clicks = palloc(sizeof(Datum) * nfresh);
+	Datum	   *spend = palloc(sizeof(Datum) * nfresh);
+	int			ngroups = 0;
+
+	qsort_arg(fresh, nfresh, sizeof(int), cmp_minute_ad, st);
+	for (int i = 0; i < nfresh;)
+	{
+		AdstreamEvent *first = &st[fresh[i]].event;
+		int64		ni = 0,
+					nc = 0,
+					sp = 0;
+		int			j;
+
+		for (j = i; j < nfresh && cmp_minute_ad(&fresh[i], &fresh[j], st) == 0; j++)
+		{
+			AdstreamEvent *ev = &st[fresh[j]].event;
+
+			if (ev->is_click)
+				nc++;
+			else
+				ni++;
+			sp += ev->cost_micros;
+		}
+		minutes[ngroups] = TimestampTzGetDatum(minute_of(first->event_time));
+		ads[ngroups] = CStringGetTextDatum(first->ad_id);
+		imps[ngroups] = Int64GetDatum(ni);
+		clicks[ngroups] = Int64GetDatum(nc);
+		spend[ngroups] = Int64GetDatum(sp);
+		ngroups++;
+		i = j;
+	}
+	values[0] = Int32GetDatum(pl->id);
+	values[1] = make_array(minutes, NULL, ngroups, TIMESTAMPTZOID);
+	values[2] = make_array(ads, NULL, ngroups, TEXTOID);
+	values[3] = make_array(imps, NULL, ngroups, INT8OID);
+	values[4] = make_array(clicks, NULL, ngroups, INT8OID);
+	values[5] = make_array(spend, NULL, ngroups, INT8OID);
+	run_stmt(STMT_AGGREGATE, values, NULL);
+}
+
+/* Step 6: dead-letter the rejected messages, bytes and coordinates. */
+static void
+store_dead_letters(const AdstreamPipeline *pl, const AdstreamMessage *msgs,
+				   MsgState *st, int n, int nrejected)
+{
+	Datum		values[8];
+	Datum	   *cols[7];
+	bool	   *nulls[7];
+	int			k = 0;
+
+	for (int c = 0; c < 7; c++)
+	{
+		cols[c] = palloc(sizeof(Datum) * nrejected);
+		nulls[c] = palloc0(sizeof(bool) * nrejected);
+	}
+	for (int i = 0; i < n; i++)
+	{
+		const AdstreamMessage *m = &msgs[i];
+		bytea	   *payload;
+
+		if (st[i].status != MSG_REJECTED)
+			continue;
+		cols[0][k] = text_or_null(m->topic, &nulls[0][k]);
+		cols[1][k] = Int32GetDatum(m->partition);
+		nulls[1][k] = m->topic == NULL;
+		cols[2][k] = Int64GetDatum(m->offset);
+		nulls[2][k] = m->topic == NULL;
+		cols[3][k] = TimestampTzGetDatum(m->kafka_ts);
+		nulls[3][k] = !m->has_kafka_ts;
+		cols[4][k] = CStringGetTextDatum(adstream_reject_code(st[i].reason));
+		cols[5][k] = CStringGetTextDatum(st[i].detail);
+		payload = palloc(VARHDRSZ + m->len);
+		SET_VARSIZE(payload, VARHDRSZ + m->len);
+		if (m->len > 0)
+			memcpy(VARDATA(payload), m->data, m->len);
+		cols[6][k] = PointerGetDatum(payload);
+		k++;
+	}
+	values[0] = Int32GetDatum(pl->id);
+	values[1] = make_array(cols[0], nulls[0], k, TEXTOID);
+	values[2] = make_array(cols[1], nulls[1], k, INT4OID);
+	values[3] = make_array(cols[2], nulls[2], k, INT8OID);
+	values[4] = make_array(cols[3], nulls[3], k, TIMESTAMPTZOID);
+	values[5] = make_array(cols[4], NULL, k, TEXTOID);
+	values[6] = make_array(cols[5], NULL, k, TEXTOID);
+	values[7] = make_array(cols[6], NULL, k, BYTEAOID);
+	run_stmt(STMT_DEAD_LETTER, values, NULL);
+}
+
+/* Reject events too old or too far ahead of their reference time. */
+static AdstreamReject
+check_age(const AdstreamPipeline *pl, const AdstreamMessage *m,
+		  const AdstreamEvent *ev, TimestampTz now, char **detail)
+{
+	TimestampTz ref = m->has_kafka_ts ? m->kafka_ts : now;
+	const char *against = m->has_kafka_ts ? "the Kafka timestamp" : "the current time";
+
+	if (ev->event_time < ref - pl->max_event_age)
+	{
+		*detail = psprintf("event time %s is more than max_event_age before %s %s",
+						   pstrdup(timestamptz_to_str(ev->event_time)), against,
+						   pstrdup(timestamptz_to_str(ref)));
+		return ADSTREAM_REJECT_TOO_OLD;
+	}
+	if (ev->event_time > ref + pl->max_future_skew)
+	{
+		*detail = psprintf("event time %s is more than max_future_skew after %s %s",
+						   pstrdup(timestamptz_to_str(ev->event_time)), against,
+						   pstrdup(timestamptz_to_str(ref)));
+		return ADSTREAM_REJECT_TOO_FAR_IN_FUTURE;
+	}
+	return ADSTREAM_ACCEPT;
+}
+
+void
+adstream_process_batch(const AdstreamPipeline *pl, const AdstreamMessage *msgs,
+					   int n, AdstreamBatchResult *result)
+{
+	MemoryContext batch_cxt;
+	MemoryContext scratch_cxt;
+	MemoryContext oldcxt;
+	MsgState   *st;
+	PartState  *parts;
+	int			nparts;
+	int		   *valid;
+	int			nvalid = 0;
+	int			nuniq = 0;
+	int			nfresh = 0;
+	int			nrejected = 0;
+	TimestampTz now = adstream_now();
+
+	memset(result, 0, sizeof(*result));
+	if (n <= 0)
+		return;
+
+	/*
+	 * Everything of the batch lives in batch_cxt, freed at the end; the JSON
+	 * parser's garbage lives in scratch_cxt, reset after every message.
+	 */
+	batch_cxt = AllocSetContextCreate(CurrentMemoryContext, "adstream batch",
+									  ALLOCSET_DEFAULT_SIZES);
+	scratch_cxt = AllocSetContextCreate(batch_cxt, "adstream parse",
+										ALLOCSET_DEFAULT_SIZES);
+	oldcxt = MemoryContextSwitchTo(batch_cxt);
+
+	st = palloc0(sizeof(MsgState) * n);
+	valid = palloc(sizeof(int) * n);
+	for (int i = 0; i < n; i++)
+		st[i].status = MSG_VALID;
+
+	/* 1, 2: offsets */
+	parts = lock_offsets(pl, msgs, n, st, &nparts);
+
+	/* 3: parse and validate */
+	for (int i = 0; i < n; i++)
+	{
+		AdstreamReject r;
+
+		if (st[i].status == MSG_SKIPPED)
+		{
+			result->skipped++;
+			continue;
+		}
+		r = adstream_parse_event(msgs[i].data, msgs[i].len,
+								 pl->max_message_bytes, scratch_cxt,
+								 &st[i].event, &st[i].detail);
+		MemoryContextReset(scratch_cxt);
+		if (r == ADSTREAM_ACCEPT)
+			r = check_age(pl, &msgs[i], &st[i].event, now, &st[i].detail);
+		if (r != ADSTREAM_ACCEPT)
+		{
+			st[i].status = MSG_REJECTED;
+			st[i].reason = r;
+			nrejected++;
+			continue;
+		}
+		valid[nvalid++] = i;
+	}
+
+	/* 4a: dedup within the batch; valid[] becomes the unique keys, sorted */
+	qsort_arg(valid, nvalid, sizeof(int), cmp_key_pos, st);
+	for (int i = 0; i < nvalid; i++)
+	{
+		if (nuniq > 0 &&
+			memcmp(st[valid[nuniq - 1]].event.key, st[valid[i]].event.key, 16) == 0)
+			st[valid[i]].status = MSG_DUPLICATE;
+		else
+			valid[nuniq++] = valid[i];
+	}
+
+	/* 4b: dedup against stored keys */
+	if (nuniq > 0)
+		dedup_against_stored(pl, st, valid, nuniq);
+
+	/* 5: attribution events and aggregates of the new events */
+	for (int i = 0; i < nuniq; i++)
+		if (st[valid[i]].status == MSG_NEW)
+			valid[nfresh++] = valid[i];
+	if (nfresh > 0)
+	{
+		if (pl->attribution_window > 0)
+			store_attribution(pl, st, valid, nfresh);
+		aggregate(pl, st, valid, nfresh);
+	}
+
+	/* 6: dead letters */
+	if (nrejected > 0)
+		store_dead_letters(pl, msgs, st, n, nrejected);
+
+	/* 7: offsets */
+	if (nparts > 0)
+		save_offsets(pl, parts, nparts);
+
+	result->accepted = nfresh;
+	result->rejected = nrejected;
+	result->duplicates = n - result->skipped - nrejected - nfresh;
+
+	MemoryContextSwitchTo(oldcxt);
+	MemoryContextDelete(batch_cxt);
+}

@@ -1,0 +1,70 @@
+/*-------------------------------------------------------------------------
+ *
+ * event_key.c
+ *	  Maps event ids to fixed-width 16-byte deduplication keys.
+ *
+ * A fixed-width key keeps the dedup index small and its comparisons cheap,
+ * which matters: every accepted event inserts one random key into a B-tree.
+ * UUID-form ids are used as they are (exact).  Other ids are hashed with
+ * SHA-1 into a version-5 UUID; two distinct ids collide with probability
+ * about n^2 / 2^123 for n stored keys, far below any hardware error rate.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <uuid/uuid.h>
+
+#include "event_key.h"
+
+/* Namespace of adstream event ids (a fixed, randomly chosen UUID). */
+static const uint8 event_id_namespace[16] = {
+	0x6b, 0x2f, 0x0e, 0x91, 0x3c, 0x57, 0x4d, 0x1a,
+	0x9e, 0x44, 0xc1, 0x08, 0x7d, 0x5b, 0xa2, 0x36
+};
+
+static int
+hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* Parse the canonical 36-character form; false if id is not one. */
+static bool
+parse_uuid_text(const char *id, int len, uint8 key[16])
+{
+	int			j = 0;
+
+	if (len != 36 || id[8] != '-' || id[13] != '-' || id[18] != '-' ||
+		id[23] != '-')
+		return false;
+	for (int i = 0; i < 36; i++)
+	{
+		int			hi,
+					lo;
+
+		if (i == 8 || i == 13 || i == 18 || i == 23)
+			continue;
+		hi = hexval(id[i]);
+		lo = hexval(id[i + 1]);
+		if (hi < 0 || lo < 0)
+			return false;
+		key[j++] = (uint8) (hi << 4 | lo);
+		i++;
+	}
+	return true;
+}
+
+void
+adstream_event_key(const char *id, int len, uint8 key[16])
+{
+	if (parse_uuid_text(id, len, key))
+		return;
+	uuid_generate_sha1(key, event_id_namespace, id, (size_t) len);
+}

@@ -1,0 +1,655 @@
+/*-------------------------------------------------------------------------
+ *
+ * event_parse.c
+ *	  Parsing and validation of one ad-event message.
+ *
+ * The message must be a JSON object whose top-level fields include:
+ *
+ *	  event_id		string or integer				required
+ *	  event_type	"impression" or "click"			required (any case)
+ *	  ad_id			string or integer				required
+ *	  event_time	ISO-8601 string, or epoch ms	required
+ *	  user_id		string or integer				required
+ *	  campaign_id, advertiser_id, store_id			optional, string or integer
+ *	  cost			decimal number, >= 0, at most 6 decimal places (optional)
+ *	  region		string							optional
+ *
+ * camelCase spellings (eventId, ...) and the short names type, timestamp,
+ * campaign, advertiser and store are accepted too; giving one field twice,
+ * under any of its names, is rejected.  Other fields, nested or not, are
+ * ignored.  A null optional field counts as absent.
+ *
+ * The JSON itself is parsed by PostgreSQL's own parser (common/jsonapi.h)
+ * with semantic callbacks.  Before it runs, the bytes are checked for valid
+ * UTF-8 and for nesting depth: the parser recurses and would raise a
+ * stack-depth error (aborting the whole batch) on pathological input.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "common/jsonapi.h"
+#include "mb/pg_wchar.h"
+#include "utils/memutils.h"
+
+#include "event_key.h"
+#include "event_parse.h"
+#include "timeparse.h"
+
+/* PostgreSQL 16 made the semantic callbacks return an error code. */
+#if PG_VERSION_NUM >= 160000
+#define JSON_CB_RETURN JsonParseErrorType
+#define JSON_CB_DONE return JSON_SUCCESS
+#else
+#define JSON_CB_RETURN void
+#define JSON_CB_DONE return
+#endif
+
+/* Largest accepted cost: a billion currency units, in micros. */
+#define MAX_COST_MICROS INT64CONST(1000000000000000)
+
+typedef enum Field
+{
+	F_EVENT_ID,
+	F_EVENT_TYPE,
+	F_AD_ID,
+	F_EVENT_TIME,
+	F_USER_ID,
+	F_CAMPAIGN_ID,
+	F_ADVERTISER_ID,
+	F_STORE_ID,
+	F_COST,
+	F_REGION,
+	NUM_FIELDS
+} Field;
+
+typedef struct FieldName
+{
+	const char *name;
+	Field		field;
+} FieldName;
+
+/* Every accepted spelling of every field. */
+static const FieldName field_names[] = {
+	{"event_id", F_EVENT_ID}, {"eventId", F_EVENT_ID},
+	{"event_type", F_EVENT_TYPE}, {"eventType", F_EVENT_TYPE}, {"type", F_EVENT_TYPE},
+	{"ad_id", F_AD_ID}, {"adId", F_AD_ID},
+	{"event_time", F_EVENT_TIME}, {"eventTime", F_EVENT_TIME}, {"timestamp", F_EVENT_TIME},
+	{"user_id", F_USER_ID}, {"userId", F_USER_ID},
+	{"campaign_id", F_CAMPAIGN_ID}, {"campaignId", F_CAMPAIGN_ID}, {"campaign", F_CAMPAIGN_ID},
+	{"advertiser_id", F_ADVERTISER_ID}, {"advertiserId", F_ADVERTISER_ID}, {"advertiser", F_ADVERTISER_ID},
+	{"store_id", F_STORE_ID}, {"storeId", F_STORE_ID}, {"store", F_STORE_ID},
+	{"cost", F_COST},
+	{"region", F_REGION},
+};
+
+/* The canonical name, used in rejection details. */
+static const char *const canonical_name[NUM_FIELDS] = {
+	"event_id", "event_type", "ad_id", "event_time", "user_id",
+	"campaign_id", "advertiser_id", "store_id", "cost", "region"
+};
+
+/* State of one parse, shared by the semantic callbacks. */
+typedef struct ParseState
+{
+	int			depth;			/* nesting: 1 inside the top-level object */
+	int			field;			/* known field whose value comes next, or -1 */
+	AdstreamReject error;		/* first problem found, or ADSTREAM_ACCEPT */
+	char	   *detail;
+	const char *name_used[NUM_FIELDS];	/* spelling seen, NULL if absent */
+	char	   *value[NUM_FIELDS];	/* scalar token, de-escaped */
+	JsonTokenType type[NUM_FIELDS];
+} ParseState;
+
+const char *
+adstream_reject_code(AdstreamReject reason)
+{
+	switch (reason)
+	{
+		case ADSTREAM_ACCEPT:
+			return "accepted";
+		case ADSTREAM_REJECT_OVERSIZED:
+			return "oversized";
+		case ADSTREAM_REJECT_INVALID_UTF8:
+			return "invalid_utf8";
+		case ADSTREAM_REJECT_MALFORMED_JSON:
+			return "malformed_json";
+		case ADSTREAM_REJECT_TOO_DEEPLY_NESTED:
+			return "too_deeply_nested";
+		case ADSTREAM_REJECT_DUPLICATE_FIELD:
+			return "duplicate_field";
+		case ADSTREAM_REJECT_MISSING_FIELD:
+			return "missing_field";
+		case ADSTREAM_REJECT_WRONG_TYPE:
+			return "wrong_type";
+		case ADSTREAM_REJECT_INVALID_VALUE:
+			return "invalid_value";
+		case ADSTREAM_REJECT_UNKNOWN_EVENT_TYPE:
+			return "unknown_event_type";
+		case ADSTREAM_REJECT_TOO_OLD:
+			return "too_old";
+		case ADSTREAM_REJECT_TOO_FAR_IN_FUTURE:
+			return "too_far_in_future";
+	}
+	return "unknown";
+}
+
+/* Record the first problem only; later ones are consequences. */
+static void
+fail(ParseState *st, AdstreamReject reason, char *detail)
+{
+	if (st->error == ADSTREAM_ACCEPT)
+	{
+		st->error = reason;
+		st->detail = detail;
+	}
+}
+
+static const char *
+token_kind(JsonTokenType t)
+{
+	switch (t)
+	{
+		case JSON_TOKEN_STRING:
+			return "a string";
+		case JSON_TOKEN_NUMBER:
+			return "a number";
+		case JSON_TOKEN_TRUE:
+		case JSON_TOKEN_FALSE:
+			return "a boolean";
+		case JSON_TOKEN_NULL:
+			return "null";
+		case JSON_TOKEN_OBJECT_START:
+			return "an object";
+		case JSON_TOKEN_ARRAY_START:
+			return "an array";
+		default:
+			return "not a value";
+	}
+}
+
+static JSON_CB_RETURN
+cb_object_start(void *state)
+{
+	ParseState *st = (ParseState *) state;
+
+	if (st->depth == 1 && st->field >= 0)
+		fail(st, ADSTREAM_REJECT_WRONG_TYPE,
+			 psprintf("field \"%s\" is an object", st->name_used[st->field]));
+	st->depth++;
+	JSON_CB_DONE;
+}
+
+static JSON_CB_RETURN
+cb_array_start(void *state)
+{
+	ParseState *st = (ParseState *) state;
+
+	if (st->depth == 0)
+		fail(st, ADSTREAM_REJECT_WRONG_TYPE,
+			 pstrdup("message is a JSON array, not an object"));
+	else if (st->depth == 1 && st->field >= 0)
+		fail(st, ADSTREAM_REJECT_WRONG_TYPE,
+			 psprintf("field \"%s\" is an array", st->name_used[st->field]));
+	st->depth++;
+	JSON_CB_DONE;
+}
+
+static JSON_CB_RETURN
+cb_struct_end(void *state)
+{
+	ParseState *st = (ParseState *) state;
+
+	st->depth--;
+	st->field = -1;
+	JSON_CB_DONE;
+}
+
+static JSON_CB_RETURN
+cb_field_start(void *state, char *fname, bool isnull)
+{
+	ParseState *st = (ParseState *) state;
+
+	st->field = -1;
+	if (st->depth != 1)
+		JSON_CB_DONE;
+	for (int i = 0; i < lengthof(field_names); i++)
+	{
+		Field		f;
+
+		if (strcmp(fname, field_names[i].name) != 0)
+			continue;
+		f = field_names[i].field;
+		if (st->name_used[f] != NULL)
+		{
+			if (strcmp(st->name_used[f], fname) == 0)
+				fail(st, ADSTREAM_REJECT_DUPLICATE_FIELD,
+					 psprintf("field \"%s\" appears more than once", fname));
+			else
+				fail(st, ADSTREAM_REJECT_DUPLICATE_FIELD,
+					 psprintf("field \"%s\" is given twice, as \"%s\" and \"%s\"",
+							  canonical_name[f], st->name_used[f], fname));
+			JSON_CB_DONE;
+		}
+		st->name_used[f] = field_names[i].name;
+		st->field = f;
+		break;
+	}
+	JSON_CB_DONE;
+}
+
+static JSON_CB_RETURN
+cb_scalar(void *state, char *token, JsonTokenType tokentype)
+{
+	ParseState *st = (ParseState *) state;
+
+	if (st->depth == 0)
+		fail(st, ADSTREAM_REJECT_WRONG_TYPE,
+			 psprintf("message is %s, not a JSON object", token_kind(tokentype)));
+	else if (st->depth == 1 && st->field >= 0)
+	{
+		st->value[st->field] = token;
+		st->type[st->field] = tokentype;
+	}
+	st->field = -1;
+	JSON_CB_DONE;
+}
+
+/*
+ * Check that the bytes are UTF-8 without NUL, and that objects and arrays
+ * nest no deeper than ADSTREAM_MAX_JSON_DEPTH.  The depth scan only tracks
+ * whether it is inside a string; the parser proper judges the syntax.
+ */
+static AdstreamReject
+check_bytes(const char *data, int len, char **detail)
+{
+	int			valid;
+	int			depth = 0;
+	bool		in_string = false;
+
+	valid = pg_encoding_verifymbstr(PG_UTF8, data, len);
+	if (valid < len)
+	{
+		if (data[valid] == '\0')
+		{
+			*detail = psprintf("message contains a NUL byte at byte %d", valid);
+			return ADSTREAM_REJECT_MALFORMED_JSON;
+		}
+		*detail = psprintf("invalid UTF-8 byte sequence at byte %d", valid);
+		return ADSTREAM_REJECT_INVALID_UTF8;
+	}
+	for (int i = 0; i < len; i++)
+	{
+		char		c = data[i];
+
+		if (in_string)
+		{
+			if (c == '\\')
+				i++;
+			else if (c == '"')
+				in_string = false;
+		}
+		else if (c == '"')
+			in_string = true;
+		else if (c == '{' || c == '[')
+		{
+			if (++depth > ADSTREAM_MAX_JSON_DEPTH)
+			{
+				*detail = psprintf("JSON nests deeper than %d levels",
+								   ADSTREAM_MAX_JSON_DEPTH);
+				return ADSTREAM_REJECT_TOO_DEEPLY_NESTED;
+			}
+		}
+		else if (c == '}' || c == ']')
+			depth--;
+	}
+	return ADSTREAM_ACCEPT;
+}
+
+/* Is a JSON number token an integer (no fraction, no exponent)? */
+static bool
+is_integer_token(const char *s)
+{
+	if (*s == '-')
+		s++;
+	if (*s == '\0')
+		return false;
+	for (; *s; s++)
+		if (*s < '0' || *s > '9')
+			return false;
+	return true;
+}
+
+/* Quote a value for a detail message, shortened to keep details small. */
+static char *
+quoted(const char *s)
+{
+	int			len = strlen(s);
+
+	if (len > 64)
+		len = pg_mbcliplen(s, len, 64);
+	return psprintf("\"%.*s%s\"", len, s, s[len] ? "..." : "");
+}
+
+/*
+ * An identifier: a non-empty string, or an integer number, copied into the
+ * caller's context.  Returns NULL (with the failure recorded) otherwise.
+ */
+static char *
+take_id(ParseState *st, Field f, MemoryContext out_cxt)
+{
+	const char *v = st->value[f];
+	JsonTokenType t = st->type[f];
+	size_t		len;
+
+	if (t == JSON_TOKEN_NUMBER && f != F_REGION)
+	{
+		if (!is_integer_token(v))
+		{
+			fail(st, ADSTREAM_REJECT_WRONG_TYPE,
+				 psprintf("field \"%s\" is a number but not an integer",
+						  st->name_used[f]));
+			return NULL;
+		}
+	}
+	else if (t != JSON_TOKEN_STRING)
+	{
+		fail(st, ADSTREAM_REJECT_WRONG_TYPE,
+			 psprintf("field \"%s\" is %s, not a string%s", st->name_used[f],
+					  token_kind(t), f == F_REGION ? "" : " or an integer"));
+		return NULL;
+	}
+	len = strlen(v);
+	if (len == 0)
+	{
+		fail(st, ADSTREAM_REJECT_INVALID_VALUE,
+			 psprintf("field \"%s\" is empty", st->name_used[f]));
+		return NULL;
+	}
+	if (len > ADSTREAM_MAX_ID_BYTES)
+	{
+		fail(st, ADSTREAM_REJECT_INVALID_VALUE,
+			 psprintf("field \"%s\" is longer than %d bytes",
+					  st->name_used[f], ADSTREAM_MAX_ID_BYTES));
+		return NULL;
+	}
+	return MemoryContextStrdup(out_cxt, v);
+}
+
+/*
+ * A decimal amount as integer millionths.  Accepts JSON number syntax
+ * (sign, digits, fraction, exponent); refuses negatives, more than six
+ * decimal places and amounts above MAX_COST_MICROS.
+ */
+static bool
+parse_micros(const char *s, int64 *out, const char **why)
+{
+	char		digits[32];
+	int			ndigits = 0;
+	int			scale = 0;		/* value = digits * 10^-scale */
+	bool		neg = false;
+	bool		any = false;
+	int64		v = 0;
+	int			shift;
+
+	*why = "is not a decimal number";
+	if (*s == '-' || *s == '+')
+		neg = *s++ == '-';
+	for (; *s >= '0' && *s <= '9'; s++, any = true)
+	{
+		if (ndigits == 0 && *s == '0')
+			continue;			/* leading zero */
+		if (ndigits == lengthof(digits))
+			goto too_large;
+		digits[ndigits++] = *s;
+	}
+	if (*s == '.')
+	{
+		s++;
+		for (; *s >= '0' && *s <= '9'; s++, any = true)
+		{
+			scale++;
+			if (ndigits == 0 && *s == '0')
+				continue;
+			if (ndigits == lengthof(digits))
+			{
+				*why = "has more than 6 decimal places";
+				return false;
+			}
+			digits[ndigits++] = *s;
+		}
+	}
+	if (!any)
+		return false;
+	if (*s == 'e' || *s == 'E')
+	{
+		bool		eneg = false;
+		int			e = 0;
+
+		s++;
+		if (*s == '-' || *s == '+')
+			eneg = *s++ == '-';
+		if (*s < '0' || *s > '9')
+			return false;
+		for (; *s >= '0' && *s <= '9'; s++)
+			if (e < 1000)
+				e = e * 10 + (*s - '0');
+		scale += eneg ? e : -e;
+	}
+	if (*s != '\0')
+		return false;
+	/* drop trailing zeros of the significant digits */
+	while (ndigits > 0 && digits[ndigits - 1] == '0')
+	{
+		ndigits--;
+		scale--;
+	}
+	if (ndigits == 0)
+	{
+		*out = 0;
+		return true;
+	}
+	if (neg)
+	{
+		*why = "is negative";
+		return false;
+	}
+	shift = 6 - scale;
+	if (shift < 0)
+	{
+		*why = "has more than 6 decimal places";
+		return false;
+	}
+	if (ndigits + shift > 16)
+		goto too_large;
+	for (int i = 0; i < ndigits; i++)
+		v = v * 10 + (digits[i] - '0');
+	for (int i = 0; i < shift; i++)
+		v *= 10;
+	if (v > MAX_COST_MICROS)
+		goto too_large;
+	*out = v;
+	return true;
+
+too_large:
+	*why = "is larger than 1000000000";
+	return false;
+}
+
+AdstreamReject
+adstream_parse_event(const char *data, int len, int max_bytes,
+					 MemoryContext scratch_cxt, AdstreamEvent *event,
+					 char **detail)
+{
+	MemoryContext out_cxt = CurrentMemoryContext;
+	MemoryContext oldcxt;
+	AdstreamReject r;
+	ParseState	st;
+	JsonSemAction sem;
+	JsonLexContext *lex;
+	JsonParseErrorType jerr;
+	static const Field required[] = {F_EVENT_ID, F_EVENT_TYPE, F_AD_ID,
+	F_EVENT_TIME, F_USER_ID};
+	static const Field optional_ids[] = {F_CAMPAIGN_ID, F_ADVERTISER_ID,
+	F_STORE_ID, F_REGION};
+	char	  **optional_out[] = {&event->campaign_id, &event->advertiser_id,
+	&event->store_id, &event->region};
+
+	memset(event, 0, sizeof(*event));
+	*detail = NULL;
+
+	if (len > max_bytes)
+	{
+		*detail = psprintf("message is %d bytes, more than max_message_bytes %d",
+						   len, max_bytes);
+		return ADSTREAM_REJECT_OVERSIZED;
+	}
+	if (len == 0)
+	{
+		*detail = pstrdup("message is empty");
+		return ADSTREAM_REJECT_MALFORMED_JSON;
+	}
+	r = check_bytes(data, len, detail);
+	if (r != ADSTREAM_ACCEPT)
+		return r;
+
+	/* Parse into the scratch context; copy out what we keep. */
+	oldcxt = MemoryContextSwitchTo(scratch_cxt);
+	memset(&st, 0, sizeof(st));
+	st.field = -1;
+	memset(&sem, 0, sizeof(sem));
+	sem.semstate = &st;
+	sem.object_start = cb_object_start;
+	sem.object_end = cb_struct_end;
+	sem.array_start = cb_array_start;
+	sem.array_end = cb_struct_end;
+	sem.object_field_start = cb_field_start;
+	sem.scalar = cb_scalar;
+#if PG_VERSION_NUM >= 170000
+	lex = makeJsonLexContextCstringLen(NULL, data, len, PG_UTF8, true);
+#else
+	lex = makeJsonLexContextCstringLen((char *) data, len, PG_UTF8, true);
+#endif
+	jerr = pg_parse_json(lex, &sem);
+	if (jerr != JSON_SUCCESS)
+	{
+		/* a syntax error outranks whatever the callbacks saw before it */
+		st.error = ADSTREAM_ACCEPT;
+		if (jerr == JSON_UNICODE_CODE_POINT_ZERO)
+			fail(&st, ADSTREAM_REJECT_INVALID_VALUE,
+				 pstrdup("a string contains \\u0000, which text cannot hold"));
+		else
+			fail(&st, ADSTREAM_REJECT_MALFORMED_JSON,
+				 psprintf("invalid JSON: %s", json_errdetail(jerr, lex)));
+	}
+
+	for (int i = 0; i < lengthof(required) && st.error == ADSTREAM_ACCEPT; i++)
+	{
+		Field		f = required[i];
+
+		if (st.name_used[f] == NULL)
+			fail(&st, ADSTREAM_REJECT_MISSING_FIELD,
+				 psprintf("required field \"%s\" is missing", canonical_name[f]));
+		else if (st.type[f] == JSON_TOKEN_NULL)
+			fail(&st, ADSTREAM_REJECT_MISSING_FIELD,
+				 psprintf("required field \"%s\" is null", st.name_used[f]));
+	}
+
+	if (st.error == ADSTREAM_ACCEPT)
+	{
+		event->event_id = take_id(&st, F_EVENT_ID, out_cxt);
+		event->ad_id = take_id(&st, F_AD_ID, out_cxt);
+		event->user_id = take_id(&st, F_USER_ID, out_cxt);
+	}
+
+	/* event type */
+	if (st.error == ADSTREAM_ACCEPT)
+	{
+		const char *v = st.value[F_EVENT_TYPE];
+
+		if (st.type[F_EVENT_TYPE] != JSON_TOKEN_STRING)
+			fail(&st, ADSTREAM_REJECT_WRONG_TYPE,
+				 psprintf("field \"%s\" is %s, not a string",
+						  st.name_used[F_EVENT_TYPE],
+						  token_kind(st.type[F_EVENT_TYPE])));
+		else if (pg_strcasecmp(v, "impression") == 0)
+			event->is_click = false;
+		else if (pg_strcasecmp(v, "click") == 0)
+			event->is_click = true;
+		else
+			fail(&st, ADSTREAM_REJECT_UNKNOWN_EVENT_TYPE,
+				 psprintf("event type %s is neither impression nor click",
+						  quoted(v)));
+	}
+
+	/* event time */
+	if (st.error == ADSTREAM_ACCEPT)
+	{
+		const char *v = st.value[F_EVENT_TIME];
+		const char *why = NULL;
+		bool		ok = false;
+
+		if (st.type[F_EVENT_TIME] == JSON_TOKEN_NUMBER)
+		{
+			if (!is_integer_token(v))
+				fail(&st, ADSTREAM_REJECT_WRONG_TYPE,
+					 psprintf("field \"%s\" is a number but not an integer of epoch milliseconds",
+							  st.name_used[F_EVENT_TIME]));
+			else
+				ok = adstream_parse_epoch_millis(v, strlen(v),
+												 &event->event_time, &why);
+		}
+		else if (st.type[F_EVENT_TIME] == JSON_TOKEN_STRING)
+		{
+			if (is_integer_token(v))
+				ok = adstream_parse_epoch_millis(v, strlen(v),
+												 &event->event_time, &why);
+			else
+				ok = adstream_parse_iso8601(v, strlen(v),
+											&event->event_time, &why);
+		}
+		else
+			fail(&st, ADSTREAM_REJECT_WRONG_TYPE,
+				 psprintf("field \"%s\" is %s, not a string or an integer",
+						  st.name_used[F_EVENT_TIME],
+						  token_kind(st.type[F_EVENT_TIME])));
+		if (st.error == ADSTREAM_ACCEPT && !ok)
+			fail(&st, ADSTREAM_REJECT_INVALID_VALUE,
+				 psprintf("%s: %s", why, quoted(v)));
+	}
+
+	/* optional dimensions */
+	for (int i = 0; i < lengthof(optional_ids) && st.error == ADSTREAM_ACCEPT; i++)
+	{
+		Field		f = optional_ids[i];
+
+		if (st.name_used[f] != NULL && st.type[f] != JSON_TOKEN_NULL)
+			*optional_out[i] = take_id(&st, f, out_cxt);
+	}
+
+	/* cost */
+	if (st.error == ADSTREAM_ACCEPT && st.name_used[F_COST] != NULL &&
+		st.type[F_COST] != JSON_TOKEN_NULL)
+	{
+		const char *why;
+
+		if (st.type[F_COST] != JSON_TOKEN_NUMBER &&
+			st.type[F_COST] != JSON_TOKEN_STRING)
+			fail(&st, ADSTREAM_REJECT_WRONG_TYPE,
+				 psprintf("field \"cost\" is %s, not a number",
+						  token_kind(st.type[F_COST])));
+		else if (!parse_micros(st.value[F_COST], &event->cost_micros, &why))
+			fail(&st, ADSTREAM_REJECT_INVALID_VALUE,
+				 psprintf("cost %s %s", quoted(st.value[F_COST]), why));
+		else
+			event->has_cost = true;
+	}
+
+	if (st.error == ADSTREAM_ACCEPT)
+		adstream_event_key(event->event_id, strlen(event->event_id), event->key);
+
+	MemoryContextSwitchTo(oldcxt);
+	if (st.error != ADSTREAM_ACCEPT)
+		*detail = pstrdup(st.detail);
+	return st.error;
+}

@@ -1,0 +1,34 @@
+/*-------------------------------------------------------------------------
+ *
+ * event_parse.h
+ *	  Turns the raw bytes of one ad-event message into an AdstreamEvent, or
+ *	  into a rejection reason with a detail message.  Never raises an error
+ *	  for bad input.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef ADSTREAM_EVENT_PARSE_H
+#define ADSTREAM_EVENT_PARSE_H
+
+#include "adstream.h"
+
+/* Deepest object/array nesting accepted in a message. */
+#define ADSTREAM_MAX_JSON_DEPTH 32
+
+/* Longest accepted id or dimension value, in bytes. */
+#define ADSTREAM_MAX_ID_BYTES 256
+
+/*
+ * Parse and validate msg (syntax, types, required fields; not its age).
+ * On success fills *event, with strings allocated in CurrentMemoryContext,
+ * and returns ADSTREAM_ACCEPT; otherwise returns the reason and sets
+ * *detail to a palloc'd message.  Scratch memory of the JSON parser is
+ * allocated in scratch_cxt, which the caller may reset after each call.
+ */
+extern AdstreamReject adstream_parse_event(const char *data, int len,
+										   int max_bytes,
+										   MemoryContext scratch_cxt,
+										   AdstreamEvent *event,
+										   char **detail);
+
+#endif							/* ADSTREAM_EVENT_PARSE_H */

@@ -1,0 +1,172 @@
+/*-------------------------------------------------------------------------
+ *
+ * sql_api.c
+ *	  SQL-callable functions written in C.
+ *
+ * adstream.ingest() unpacks its arrays into AdstreamMessage structs and
+ * hands them to the processing core, exactly as a Kafka consumer worker
+ * does with a batch it polled.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "funcapi.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/timestamp.h"
+
+#include "core.h"
+
+PG_FUNCTION_INFO_V1(adstream_ingest);
+
+/* Deconstruct a one-dimensional array argument; n is its length. */
+static void
+unpack_array(ArrayType *arr, Oid elemtype, const char *argname,
+			 Datum **elems, bool **nulls, int *n)
+{
+	int16		typlen;
+	bool		typbyval;
+	char		typalign;
+
+	if (ARR_NDIM(arr) > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+				 errmsg("argument \"%s\" must be a one-dimensional array", argname)));
+	get_typlenbyvalalign(elemtype, &typlen, &typbyval, &typalign);
+	deconstruct_array(arr, elemtype, typlen, typbyval, typalign, elems, nulls, n);
+}
+
+/* Error unless a coordinate array has one element per message. */
+static void
+check_length(const char *argname, int len, int nmessages)
+{
+	if (len != nmessages)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("argument \"%s\" has %d elements, but there are %d messages",
+						argname, len, nmessages)));
+}
+
+/*
+ * adstream.ingest(pipeline, messages, topic, partitions, offsets,
+ *				   kafka_timestamps) -> (accepted, duplicates, rejected, skipped)
+ */
+Datum
+adstream_ingest(PG_FUNCTION_ARGS)
+{
+	char	   *pipeline_name;
+	Datum	   *payloads;
+	bool	   *payload_nulls;
+	int			n;
+	char	   *topic = NULL;
+	Datum	   *partitions = NULL;
+	Datum	   *offsets = NULL;
+	Datum	   *stamps = NULL;
+	bool	   *part_nulls = NULL;
+	bool	   *offset_nulls = NULL;
+	bool	   *stamp_nulls = NULL;
+	int			len;
+	AdstreamMessage *msgs;
+	AdstreamPipeline pipeline;
+	AdstreamBatchResult result;
+	TupleDesc	tupdesc;
+	Datum		values[4];
+	bool		nulls[4] = {false, false, false, false};
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("pipeline name must not be null")));
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("messages must not be null")));
+	pipeline_name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	unpack_array(PG_GETARG_ARRAYTYPE_P(1), BYTEAOID, "messages",
+				 &payloads, &payload_nulls, &n);
+
+	/* coordinates: topic, partitions and offsets come together */
+	if (!PG_ARGISNULL(2) || !PG_ARGISNULL(3) || !PG_ARGISNULL(4))
+	{
+		if (PG_ARGISNULL(2) || PG_ARGISNULL(3) || PG_ARGISNULL(4))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("topic, partitions and offsets must be given together"),
+					 errhint("Pass all three to record the consumed offsets, or none of them.")));
+		topic = text_to_cstring(PG_GETARG_TEXT_PP(2));
+		if (topic[0] == '\0' || strlen(topic) > 249)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("topic must be 1 to 249 characters long")));
+		unpack_array(PG_GETARG_ARRAYTYPE_P(3), INT4OID, "partitions",
+					 &partitions, &part_nulls, &len);
+		check_length("partitions", len, n);
+		unpack_array(PG_GETARG_ARRAYTYPE_P(4), INT8OID, "offsets",
+					 &offsets, &offset_nulls, &len);
+		check_length("offsets", len, n);
+	}
+	if (!PG_ARGISNULL(5))
+	{
+		unpack_array(PG_GETARG_ARRAYTYPE_P(5), TIMESTAMPTZOID, "kafka_timestamps",
+					 &stamps, &stamp_nulls, &len);
+		check_length("kafka_timestamps", len, n);
+	}
+
+	msgs = palloc0(sizeof(AdstreamMessage) * Max(n, 1));
+	for (int i = 0; i < n; i++)
+	{
+		AdstreamMessage *m = &msgs[i];
+
+		if (!payload_nulls[i])
+		{
+			bytea	   *b = DatumGetByteaPP(payloads[i]);
+
+			m->data = VARDATA_ANY(b);
+			m->len = VARSIZE_ANY_EXHDR(b);
+		}
+		m->partition = -1;
+		m->offset = -1;
+		if (topic != NULL)
+		{
+			if (part_nulls[i] || offset_nulls[i])
+				ereport(ERROR,
+						(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+						 errmsg("partitions and offsets must not contain nulls")));
+			m->topic = topic;
+			m->partition = DatumGetInt32(partitions[i]);
+			m->offset = DatumGetInt64(offsets[i]);
+			if (m->partition < 0 || m->offset < 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("partitions and offsets must not be negative")));
+		}
+		if (stamps != NULL && !stamp_nulls[i])
+		{
+			m->has_kafka_ts = true;
+			m->kafka_ts = DatumGetTimestampTz(stamps[i]);
+		}
+	}
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+
+	SPI_connect();
+	if (!adstream_load_pipeline(pipeline_name, &pipeline))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("pipeline \"%s\" does not exist", pipeline_name)));
+	adstream_process_batch(&pipeline, msgs, n, &result);
+	SPI_finish();
+
+	values[0] = Int64GetDatum(result.accepted);
+	values[1] = Int64GetDatum(result.duplicates);
+	values[2] = Int64GetDatum(result.rejected);
+	values[3] = Int64GetDatum(result.skipped);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc),
+													  values, nulls)));
+}

@@ -1,0 +1,445 @@
+/* extension/adstream--0.1.sql */
+
+-- complain if script is sourced in psql, rather than via CREATE EXTENSION
+\echo Use "CREATE EXTENSION adstream" to load this file. \quit
+
+-- Every text value adstream stores comes from UTF-8 JSON.  Refuse to install
+-- where it would have to be transcoded (and could fail mid-batch).
+DO $$
+BEGIN
+	IF pg_catalog.getdatabaseencoding() <> 'UTF8' THEN
+		RAISE EXCEPTION 'adstream requires a database with UTF8 encoding, not %',
+			pg_catalog.getdatabaseencoding()
+			USING ERRCODE = 'feature_not_supported',
+				  HINT = 'Create the database with ENCODING ''UTF8''.';
+	END IF;
+END
+$$;
+
+-- The schema belongs to the extension, so DROP EXTENSION removes it.
+CREATE SCHEMA adstream;
+COMMENT ON SCHEMA adstream IS 'adstream: exactly-once ad event processing';
+REVOKE ALL ON SCHEMA adstream FROM PUBLIC;
+
+-------------------------------------------------------------------------------
+-- Types
+-------------------------------------------------------------------------------
+
+CREATE TYPE adstream.event_type AS ENUM ('impression', 'click');
+COMMENT ON TYPE adstream.event_type IS
+	'Kind of an ad event: an impression (the ad was shown) or a click.';
+
+-------------------------------------------------------------------------------
+-- Configuration
+-------------------------------------------------------------------------------
+
+CREATE SEQUENCE adstream.pipeline_id_seq AS integer;
+
+CREATE TABLE adstream.pipeline (
+	id					integer NOT NULL DEFAULT nextval('adstream.pipeline_id_seq')
+						PRIMARY KEY,
+	name				text COLLATE "C" NOT NULL UNIQUE
+						CHECK (name ~ '^[a-z][a-z0-9_-]{0,62}$'),
+	kind				text NOT NULL DEFAULT 'ad_events'
+						CHECK (kind IN ('ad_events')),
+	max_event_age		interval NOT NULL,
+	max_future_skew		interval NOT NULL,
+	dedup_horizon		interval NOT NULL,
+	attribution_window	interval NOT NULL,
+	max_message_bytes	integer NOT NULL,
+	created_at			timestamptz NOT NULL DEFAULT now(),
+	updated_at			timestamptz NOT NULL DEFAULT now(),
+	CHECK (dedup_horizon >= max_event_age)
+);
+ALTER SEQUENCE adstream.pipeline_id_seq OWNED BY adstream.pipeline.id;
+COMMENT ON TABLE adstream.pipeline IS
+	'Pipeline definitions: one row per named stream of ad events and its options. Change it with adstream.create_pipeline/alter_pipeline/drop_pipeline.';
+COMMENT ON COLUMN adstream.pipeline.max_event_age IS
+	'Events older than this (event time against the Kafka timestamp, or the transaction time) are dead-lettered as too_old.';
+COMMENT ON COLUMN adstream.pipeline.max_future_skew IS
+	'Events whose event time is further ahead of the reference time than this are dead-lettered as too_far_in_future.';
+COMMENT ON COLUMN adstream.pipeline.dedup_horizon IS
+	'How long after its event time an event id is remembered for deduplication; never shorter than max_event_age.';
+COMMENT ON COLUMN adstream.pipeline.attribution_window IS
+	'How long clean events are kept for order attribution; 0 keeps none.';
+COMMENT ON COLUMN adstream.pipeline.max_message_bytes IS
+	'Messages larger than this are dead-lettered as oversized without being parsed.';
+
+-------------------------------------------------------------------------------
+-- Exactly-once input state
+-------------------------------------------------------------------------------
+
+CREATE TABLE adstream.consumed_offset (
+	pipeline_id	integer NOT NULL,
+	topic		text COLLATE "C" NOT NULL,
+	partition	integer NOT NULL CHECK (partition >= 0),
+	next_offset	bigint NOT NULL CHECK (next_offset >= 0),
+	updated_at	timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (pipeline_id, topic, partition)
+);
+COMMENT ON TABLE adstream.consumed_offset IS
+	'Next Kafka offset to read per pipeline, topic and partition, committed in the same transaction as the data its messages produced. Messages below it were already applied and are skipped.';
+
+CREATE TABLE adstream.dedup_key (
+	pipeline_id	integer NOT NULL,
+	event_key	uuid NOT NULL,
+	expires_at	timestamptz NOT NULL,
+	PRIMARY KEY (pipeline_id, event_key)
+);
+COMMENT ON TABLE adstream.dedup_key IS
+	'Event ids already counted, as 16-byte keys: a UUID-form event id is its own key, any other id is mapped to a name-based (SHA-1) UUID. Kept until expires_at (event time + dedup_horizon).';
+
+-------------------------------------------------------------------------------
+-- Results
+-------------------------------------------------------------------------------
+
+CREATE TABLE adstream.attribution_event (
+	pipeline_id		integer NOT NULL,
+	user_id			text COLLATE "C" NOT NULL,
+	event_time		timestamptz NOT NULL,
+	event_type		adstream.event_type NOT NULL,
+	ad_id			text COLLATE "C" NOT NULL,
+	campaign_id		text COLLATE "C",
+	advertiser_id	text COLLATE "C",
+	store_id		text COLLATE "C",
+	cost_micros		bigint,
+	region			text COLLATE "C",
+	event_id		text COLLATE "C" NOT NULL
+);
+CREATE INDEX attribution_event_user_idx
+	ON adstream.attribution_event (pipeline_id, user_id, event_time);
+COMMENT ON TABLE adstream.attribution_event IS
+	'Clean, deduplicated ad events kept for the attribution window, so that a later order can be matched to the ads its user saw or clicked.';
+
+CREATE TABLE adstream.minute_stat (
+	pipeline_id		integer NOT NULL,
+	window_start	timestamptz NOT NULL,
+	ad_id			text COLLATE "C" NOT NULL,
+	impressions		bigint NOT NULL DEFAULT 0,
+	clicks			bigint NOT NULL DEFAULT 0,
+	spend_micros	bigint NOT NULL DEFAULT 0,
+	updated_at		timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (pipeline_id, window_start, ad_id)
+);
+COMMENT ON TABLE adstream.minute_stat IS
+	'1-minute tumbling-window aggregates per ad, keyed by the event time truncated to the minute (UTC), so a late event lands in its own minute. spend_micros is the sum of event costs in millionths.';
+
+CREATE TABLE adstream.dead_letter (
+	id			bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+	pipeline_id	integer NOT NULL,
+	topic		text COLLATE "C",
+	partition	integer,
+	"offset"	bigint,
+	kafka_ts	timestamptz,
+	reason		text NOT NULL,
+	detail		text NOT NULL,
+	payload		bytea NOT NULL,
+	received_at	timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX dead_letter_pipeline_idx
+	ON adstream.dead_letter (pipeline_id, received_at);
+COMMENT ON TABLE adstream.dead_letter IS
+	'Every rejected message, byte for byte, with where it came from and why it was rejected. Written in the same transaction as the batch it arrived in.';
+COMMENT ON COLUMN adstream.dead_letter.reason IS
+	'Machine-readable reason: oversized, invalid_utf8, malformed_json, too_deeply_nested, duplicate_field, missing_field, wrong_type, invalid_value, unknown_event_type, too_old, too_far_in_future.';
+
+SELECT pg_catalog.pg_extension_config_dump('adstream.pipeline', '');
+SELECT pg_catalog.pg_extension_config_dump('adstream.pipeline_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('adstream.consumed_offset', '');
+SELECT pg_catalog.pg_extension_config_dump('adstream.dedup_key', '');
+SELECT pg_catalog.pg_extension_config_dump('adstream.attribution_event', '');
+SELECT pg_catalog.pg_extension_config_dump('adstream.minute_stat', '');
+SELECT pg_catalog.pg_extension_config_dump('adstream.dead_letter', '');
+SELECT pg_catalog.pg_extension_config_dump('adstream.dead_letter_id_seq', '');
+
+-------------------------------------------------------------------------------
+-- Pipeline management
+-------------------------------------------------------------------------------
+
+-- Raise a clear error for any option value that is out of range.
+CREATE FUNCTION adstream._check_options(
+	max_event_age interval,
+	max_future_skew interval,
+	dedup_horizon interval,
+	attribution_window interval,
+	max_message_bytes integer)
+RETURNS void
+LANGUAGE plpgsql
+IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	opt record;
+BEGIN
+	FOR opt IN
+		SELECT * FROM (VALUES
+			('max_event_age', max_event_age, false),
+			('max_future_skew', max_future_skew, true),
+			('dedup_horizon', dedup_horizon, false),
+			('attribution_window', attribution_window, true)) AS o(name, value, zero_ok)
+	LOOP
+		IF opt.value IS NULL THEN
+			RAISE EXCEPTION 'option "%" must not be null', opt.name
+				USING ERRCODE = 'invalid_parameter_value';
+		END IF;
+		IF extract(month FROM opt.value) <> 0 OR extract(year FROM opt.value) <> 0 THEN
+			RAISE EXCEPTION 'option "%" must not use months or years: %', opt.name, opt.value
+				USING ERRCODE = 'invalid_parameter_value',
+					  HINT = 'Months have no fixed length; give the duration in days, e.g. ''30 days''.';
+		END IF;
+		IF opt.value < interval '0' OR (opt.value = interval '0' AND NOT opt.zero_ok) THEN
+			RAISE EXCEPTION 'option "%" must be %: %', opt.name,
+				CASE WHEN opt.zero_ok THEN 'zero or positive' ELSE 'positive' END, opt.value
+				USING ERRCODE = 'invalid_parameter_value';
+		END IF;
+		IF opt.value > interval '3650 days' THEN
+			RAISE EXCEPTION 'option "%" must be at most 3650 days: %', opt.name, opt.value
+				USING ERRCODE = 'invalid_parameter_value';
+		END IF;
+	END LOOP;
+	IF dedup_horizon < max_event_age THEN
+		RAISE EXCEPTION 'dedup_horizon (%) must be at least max_event_age (%)',
+			dedup_horizon, max_event_age
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = 'A duplicate younger than max_event_age is still accepted, so its key must still be remembered.';
+	END IF;
+	IF max_message_bytes IS NULL OR max_message_bytes < 64 OR max_message_bytes > 104857600 THEN
+		RAISE EXCEPTION 'option "max_message_bytes" must be between 64 and 104857600: %',
+			coalesce(max_message_bytes::text, 'null')
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+END
+$$;
+COMMENT ON FUNCTION adstream._check_options(interval, interval, interval, interval, integer) IS
+	'Internal: validates pipeline options, raising invalid_parameter_value with the offending option named.';
+
+CREATE FUNCTION adstream.create_pipeline(
+	name text,
+	max_event_age interval DEFAULT '1 day',
+	max_future_skew interval DEFAULT '5 minutes',
+	dedup_horizon interval DEFAULT NULL,
+	attribution_window interval DEFAULT '7 days',
+	max_message_bytes integer DEFAULT 1048576)
+RETURNS void
+LANGUAGE plpgsql
+VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF name IS NULL OR name !~ '^[a-z][a-z0-9_-]{0,62}$' THEN
+		RAISE EXCEPTION 'invalid pipeline name: %', coalesce(quote_literal(name), 'null')
+			USING ERRCODE = 'invalid_name',
+				  HINT = 'A pipeline name is 1 to 63 characters: a lowercase letter, then lowercase letters, digits, "_" or "-".';
+	END IF;
+	dedup_horizon := coalesce(dedup_horizon, max_event_age * 2);
+	PERFORM adstream._check_options(max_event_age, max_future_skew, dedup_horizon,
+									attribution_window, max_message_bytes);
+	INSERT INTO adstream.pipeline AS p (name, max_event_age, max_future_skew,
+		dedup_horizon, attribution_window, max_message_bytes)
+	VALUES (create_pipeline.name, create_pipeline.max_event_age,
+		create_pipeline.max_future_skew, create_pipeline.dedup_horizon,
+		create_pipeline.attribution_window, create_pipeline.max_message_bytes);
+EXCEPTION
+	WHEN unique_violation THEN
+		RAISE EXCEPTION 'pipeline "%" already exists', create_pipeline.name
+			USING ERRCODE = 'duplicate_object';
+END
+$$;
+COMMENT ON FUNCTION adstream.create_pipeline(text, interval, interval, interval, interval, integer) IS
+	'Creates an ad-event pipeline. dedup_horizon defaults to twice max_event_age. Options are validated; errors name the option.';
+
+CREATE FUNCTION adstream.alter_pipeline(
+	name text,
+	max_event_age interval DEFAULT NULL,
+	max_future_skew interval DEFAULT NULL,
+	dedup_horizon interval DEFAULT NULL,
+	attribution_window interval DEFAULT NULL,
+	max_message_bytes integer DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql
+VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	p adstream.pipeline;
+BEGIN
+	SELECT * INTO p FROM adstream.pipeline AS x
+	 WHERE x.name = alter_pipeline.name FOR NO KEY UPDATE;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'pipeline "%" does not exist', alter_pipeline.name
+			USING ERRCODE = 'undefined_object';
+	END IF;
+	p.max_event_age := coalesce(alter_pipeline.max_event_age, p.max_event_age);
+	p.max_future_skew := coalesce(alter_pipeline.max_future_skew, p.max_future_skew);
+	p.dedup_horizon := coalesce(alter_pipeline.dedup_horizon, p.dedup_horizon);
+	p.attribution_window := coalesce(alter_pipeline.attribution_window, p.attribution_window);
+	p.max_message_bytes := coalesce(alter_pipeline.max_message_bytes, p.max_message_bytes);
+	PERFORM adstream._check_options(p.max_event_age, p.max_future_skew, p.dedup_horizon,
+									p.attribution_window, p.max_message_bytes);
+	UPDATE adstream.pipeline AS x
+	   SET max_event_age = p.max_event_age,
+		   max_future_skew = p.max_future_skew,
+		   dedup_horizon = p.dedup_horizon,
+		   attribution_window = p.attribution_window,
+		   max_message_bytes = p.max_message_bytes,
+		   updated_at = now()
+	 WHERE x.id = p.id;
+END
+$$;
+COMMENT ON FUNCTION adstream.alter_pipeline(text, interval, interval, interval, interval, integer) IS
+	'Changes options of a pipeline; options left NULL keep their value. Takes effect from the next batch.';
+
+CREATE FUNCTION adstream.drop_pipeline(name text, if_exists boolean DEFAULT false)
+RETURNS void
+LANGUAGE plpgsql
+VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	pid integer;
+BEGIN
+	DELETE FROM adstream.pipeline AS x WHERE x.name = drop_pipeline.name
+	RETURNING x.id INTO pid;
+	IF pid IS NULL THEN
+		IF if_exists THEN
+			RAISE NOTICE 'pipeline "%" does not exist, skipping', drop_pipeline.name;
+			RETURN;
+		END IF;
+		RAISE EXCEPTION 'pipeline "%" does not exist', drop_pipeline.name
+			USING ERRCODE = 'undefined_object';
+	END IF;
+	DELETE FROM adstream.consumed_offset WHERE pipeline_id = pid;
+	DELETE FROM adstream.dedup_key WHERE pipeline_id = pid;
+	DELETE FROM adstream.attribution_event WHERE pipeline_id = pid;
+	DELETE FROM adstream.minute_stat WHERE pipeline_id = pid;
+	DELETE FROM adstream.dead_letter WHERE pipeline_id = pid;
+END
+$$;
+COMMENT ON FUNCTION adstream.drop_pipeline(text, boolean) IS
+	'Drops a pipeline and every row it produced (offsets, dedup keys, attribution events, aggregates, dead letters). Waits for batches of that pipeline in progress.';
+
+CREATE FUNCTION adstream.list_pipelines()
+RETURNS TABLE (
+	name text,
+	kind text,
+	max_event_age interval,
+	max_future_skew interval,
+	dedup_horizon interval,
+	attribution_window interval,
+	max_message_bytes integer,
+	created_at timestamptz,
+	updated_at timestamptz)
+LANGUAGE sql
+STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT p.name, p.kind, p.max_event_age, p.max_future_skew, p.dedup_horizon,
+		   p.attribution_window, p.max_message_bytes, p.created_at, p.updated_at
+	  FROM adstream.pipeline AS p
+	 ORDER BY p.name
+$$;
+COMMENT ON FUNCTION adstream.list_pipelines() IS
+	'Lists pipelines and their options.';
+
+-------------------------------------------------------------------------------
+-- The processing core, callable from SQL
+-------------------------------------------------------------------------------
+
+CREATE FUNCTION adstream.ingest(
+	pipeline text,
+	messages bytea[],
+	topic text DEFAULT NULL,
+	partitions integer[] DEFAULT NULL,
+	offsets bigint[] DEFAULT NULL,
+	kafka_timestamps timestamptz[] DEFAULT NULL,
+	OUT accepted bigint,
+	OUT duplicates bigint,
+	OUT rejected bigint,
+	OUT skipped bigint)
+RETURNS record
+AS 'MODULE_PATHNAME', 'adstream_ingest'
+LANGUAGE C
+VOLATILE
+PARALLEL UNSAFE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION adstream.ingest(text, bytea[], text, integer[], bigint[], timestamptz[]) IS
+	'Runs a batch of raw ad-event messages through the processing core in the current transaction: validates, deduplicates, stores attribution events, updates 1-minute aggregates and dead-letters rejects. With topic/partitions/offsets it also advances adstream.consumed_offset and skips messages below the stored offset. Returns accepted, duplicate, rejected and skipped counts.';
+
+-------------------------------------------------------------------------------
+-- Live views
+-------------------------------------------------------------------------------
+
+CREATE VIEW adstream.ad_minute_stats AS
+SELECT p.name AS pipeline,
+	   s.ad_id,
+	   s.window_start,
+	   s.window_start + interval '1 minute' AS window_end,
+	   s.impressions,
+	   s.clicks,
+	   (s.spend_micros / 1000000.0)::numeric(20,6) AS spend,
+	   CASE WHEN s.impressions > 0
+			THEN round(s.clicks::numeric / s.impressions, 6) END AS ctr,
+	   s.updated_at
+  FROM adstream.minute_stat AS s
+  JOIN adstream.pipeline AS p ON p.id = s.pipeline_id;
+COMMENT ON VIEW adstream.ad_minute_stats IS
+	'Live per-ad, per-minute impressions, clicks, spend and click-through rate (clicks / impressions; NULL without impressions).';
+
+CREATE VIEW adstream.ad_hourly_stats AS
+SELECT p.name AS pipeline,
+	   s.ad_id,
+	   date_trunc('hour', s.window_start, 'UTC') AS window_start,
+	   date_trunc('hour', s.window_start, 'UTC') + interval '1 hour' AS window_end,
+	   sum(s.impressions)::bigint AS impressions,
+	   sum(s.clicks)::bigint AS clicks,
+	   (sum(s.spend_micros) / 1000000.0)::numeric(20,6) AS spend,
+	   CASE WHEN sum(s.impressions) > 0
+			THEN round(sum(s.clicks)::numeric / sum(s.impressions), 6) END AS ctr
+  FROM adstream.minute_stat AS s
+  JOIN adstream.pipeline AS p ON p.id = s.pipeline_id
+ GROUP BY p.name, s.ad_id, date_trunc('hour', s.window_start, 'UTC');
+COMMENT ON VIEW adstream.ad_hourly_stats IS
+	'Per-ad hourly rollup of adstream.ad_minute_stats (hours in UTC).';
+
+CREATE VIEW adstream.ad_daily_stats AS
+SELECT p.name AS pipeline,
+	   s.ad_id,
+	   date_trunc('day', s.window_start, 'UTC') AS window_start,
+	   date_trunc('day', s.window_start, 'UTC') + interval '1 day' AS window_end,
+	   sum(s.impressions)::bigint AS impressions,
+	   sum(s.clicks)::bigint AS clicks,
+	   (sum(s.spend_micros) / 1000000.0)::numeric(20,6) AS spend,
+	   CASE WHEN sum(s.impressions) > 0
+			THEN round(sum(s.clicks)::numeric / sum(s.impressions), 6) END AS ctr
+  FROM adstream.minute_stat AS s
+  JOIN adstream.pipeline AS p ON p.id = s.pipeline_id
+ GROUP BY p.name, s.ad_id, date_trunc('day', s.window_start, 'UTC');
+COMMENT ON VIEW adstream.ad_daily_stats IS
+	'Per-ad daily rollup of adstream.ad_minute_stats (days in UTC).';
+
+CREATE VIEW adstream.dead_letter_summary AS
+SELECT p.name AS pipeline,
+	   d.reason,
+	   count(*) AS messages,
+	   min(d.received_at) AS first_received_at,
+	   max(d.received_at) AS last_received_at
+  FROM adstream.dead_letter AS d
+  JOIN adstream.pipeline AS p ON p.id = d.pipeline_id
+ GROUP BY p.name, d.reason;
+COMMENT ON VIEW adstream.dead_letter_summary IS
+	'Dead letters counted per pipeline and reason.';
+
+-------------------------------------------------------------------------------
+-- Privileges: nothing for PUBLIC.  The functions are SECURITY DEFINER, so
+-- GRANT EXECUTE on one (plus USAGE on the schema) delegates exactly that
+-- operation; grant SELECT on the views to readers.
+-------------------------------------------------------------------------------
+
+REVOKE ALL ON ALL TABLES IN SCHEMA adstream FROM PUBLIC;
+REVOKE ALL ON ALL SEQUENCES IN SCHEMA adstream FROM PUBLIC;
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA adstream FROM PUBLIC;

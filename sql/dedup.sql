@@ -1,0 +1,52 @@
+-- Duplicates within a batch and across batches; the first occurrence wins.
+SET TimeZone = 'UTC';
+SELECT adstream.create_pipeline('dd');
+
+-- within one batch: e1 three times, e2 twice
+SELECT * FROM feed('dd', ARRAY[
+  ev('e1', 'impression', 'ad-1', '2026-01-01T00:05:00Z'),
+  ev('e2', 'click', 'ad-1', '2026-01-01T00:05:00Z'),
+  ev('e1', 'impression', 'ad-1', '2026-01-01T00:05:00Z'),
+  ev('e1', 'impression', 'ad-1', '2026-01-01T00:05:00Z'),
+  ev('e2', 'click', 'ad-1', '2026-01-01T00:05:00Z')]);
+
+-- across batches: e1 again, and a new e3
+SELECT * FROM feed('dd', ARRAY[
+  ev('e1', 'impression', 'ad-1', '2026-01-01T00:05:00Z'),
+  ev('e3', 'impression', 'ad-1', '2026-01-01T00:05:00Z')]);
+
+-- a duplicate id with different content still counts as the first one
+SELECT * FROM feed('dd', ARRAY[
+  ev('e3', 'click', 'ad-7', '2026-01-01T00:08:00Z')]);
+
+SELECT ad_id, window_start, impressions, clicks
+  FROM adstream.ad_minute_stats WHERE pipeline = 'dd' ORDER BY ad_id;
+SELECT event_id, event_type, ad_id FROM adstream.attribution_event a
+  JOIN adstream.pipeline p ON p.id = a.pipeline_id AND p.name = 'dd'
+ ORDER BY event_id;
+
+-- dedup is per pipeline: the same ids count again in another pipeline
+SELECT adstream.create_pipeline('dd2');
+SELECT * FROM feed('dd2', ARRAY[ev('e1', 'impression', 'ad-1', '2026-01-01T00:05:00Z')]);
+
+-- a rejected message does not consume its id: a valid resend still counts
+SELECT * FROM feed('dd', ARRAY[ev('e9', 'view', 'ad-1', '2026-01-01T00:05:00Z')]);
+SELECT * FROM feed('dd', ARRAY[ev('e9', 'click', 'ad-1', '2026-01-01T00:05:00Z')]);
+
+-- a rolled-back batch leaves no key behind
+BEGIN;
+SELECT * FROM feed('dd', ARRAY[ev('e10', 'click', 'ad-1', '2026-01-01T00:05:00Z')]);
+ROLLBACK;
+SELECT * FROM feed('dd', ARRAY[ev('e10', 'click', 'ad-1', '2026-01-01T00:05:00Z')]);
+
+-- a larger batch with many duplicates: 1000 events, 300 distinct ids
+SELECT * FROM adstream.ingest('dd',
+    (SELECT array_agg(convert_to(ev('bulk-' || (i % 300), 'impression', 'ad-' || (i % 7),
+                                    '2026-01-01T00:09:00Z', 'u' || i), 'UTF8') ORDER BY i)
+       FROM generate_series(1, 1000) i),
+    kafka_timestamps => array_fill('2026-01-01 00:10:00+00'::timestamptz, ARRAY[1000]));
+SELECT sum(impressions) FROM adstream.ad_minute_stats
+ WHERE pipeline = 'dd' AND window_start = '2026-01-01 00:09:00+00';
+-- the first occurrence in the batch is the one kept
+SELECT event_id, user_id, ad_id FROM adstream.attribution_event
+ WHERE event_id IN ('bulk-0', 'bulk-5', 'bulk-299') ORDER BY event_id;
