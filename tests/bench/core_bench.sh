@@ -1,0 +1,191 @@
+#!/bin/bash
+# Benchmark of the processing core, and (with --check) its ground-truth test.
+#
+#   tests/bench/core_bench.sh [--events N] [--batch B] [--partitions K] [--check] [--keep]
+#
+# Generates a realistic stream (default 2,000,000 events: 100k ads, 1M users,
+# ~5% duplicates, ~1% invalid, ~2% late, 5% clicks), starts a private
+# PostgreSQL with adstream, and in one run on the same rows measures:
+#   - the core: adstream.ingest() over batches of B messages, one transaction
+#     per batch, offsets included (what a consumer worker does);
+#   - the baseline: a plain COPY of the same events, as columns, into a plain
+#     table without indexes;
+# and prints both rates, their ratio and the on-disk bytes per stored event.
+# Every run then compares the tables with the generator's ground truth and
+# prints TAP lines; any mismatch makes the exit status non-zero.
+# --check runs a small stream (100,000 events) for the test suite.
+set -euo pipefail
+
+events=2000000
+batch=10000
+partitions=4
+check=0
+keep=0
+while [ $# -gt 0 ]; do
+	case "$1" in
+		--events) events=$2; shift 2 ;;
+		--batch) batch=$2; shift 2 ;;
+		--partitions) partitions=$2; shift 2 ;;
+		--check) check=1; shift ;;
+		--keep) keep=1; shift ;;
+		*) echo "usage: $0 [--events N] [--batch B] [--partitions K] [--check] [--keep]" >&2; exit 2 ;;
+	esac
+done
+[ "$check" -eq 1 ] && [ "$events" -eq 2000000 ] && events=100000
+
+src=$(cd "$(dirname "$0")/../.." && pwd)
+. "$src/tests/lib/common.sh"
+
+# Root-only steps first; the rest runs as an unprivileged user.
+if [ -z "${ADSTREAM_SRC:-}" ]; then
+	adstream_install_and_build "$src"
+	if [ "$(id -u)" -eq 0 ]; then
+		args=(--events "$events" --batch "$batch" --partitions "$partitions")
+		[ "$check" -eq 1 ] && args+=(--check)
+		[ "$keep" -eq 1 ] && args+=(--keep)
+		adstream_run_unprivileged "$src" tests/bench/core_bench.sh "${args[@]}"
+		exit $?
+	fi
+fi
+
+make -s -C "$src/tests/adgen" >/dev/null
+work=$(mktemp -d /tmp/adstream-bench.XXXXXX)
+port=$(adstream_free_port)
+cleanup() {
+	adstream_pg_stop "$work/pg"
+	if [ "$keep" -eq 0 ]; then rm -rf "$work"; else echo "# kept $work"; fi
+}
+trap cleanup EXIT
+
+echo "# generating $events events into $work"
+"$src/tests/adgen/adgen" --events "$events" --partitions "$partitions" \
+	--messages "$work/messages.copy" --truth "$work/truth.copy" --rows "$work/rows.copy"
+
+adstream_pg_start "$work/pg" "$port" "shared_buffers = 2GB
+max_wal_size = 8GB
+checkpoint_timeout = 30min
+work_mem = 64MB
+maintenance_work_mem = 512MB"
+psql_cmd=(psql -X -q -h "$work/pg" -p "$port" -U postgres -d postgres -v ON_ERROR_STOP=1)
+
+"${psql_cmd[@]}" <<SQL
+CREATE EXTENSION adstream;
+SELECT adstream.create_pipeline('bench', max_message_bytes => 4096);
+CREATE TABLE raw (seq bigint PRIMARY KEY, partition int, "offset" bigint, kafka_ms bigint, msg bytea);
+COPY raw FROM '$work/messages.copy';
+CREATE TABLE truth (seq bigint, status text, reason text, event_id text, event_type text,
+                    ad_id text, window_start_ms bigint, cost_micros bigint);
+COPY truth FROM '$work/truth.copy';
+CREATE TABLE plain_events (event_id uuid, event_type text, ad_id text, event_time timestamptz,
+                           user_id text, campaign_id text, advertiser_id text, store_id text,
+                           cost numeric, region text);
+CREATE PROCEDURE run_batches(batch int)
+LANGUAGE plpgsql AS \$\$
+DECLARE
+	lo bigint := 0;
+	n bigint;
+BEGIN
+	SELECT max(seq) INTO n FROM raw;
+	WHILE lo <= n LOOP
+		PERFORM adstream.ingest('bench', array_agg(msg ORDER BY seq), 'ad-events',
+				array_agg(partition ORDER BY seq), array_agg("offset" ORDER BY seq),
+				array_agg(to_timestamp(kafka_ms / 1000.0) ORDER BY seq))
+		   FROM raw WHERE seq >= lo AND seq < lo + batch;
+		COMMIT;
+		lo := lo + batch;
+	END LOOP;
+END
+\$\$;
+VACUUM ANALYZE raw;
+CHECKPOINT;
+SQL
+
+echo "# running: core over batches of $batch, then the COPY baseline"
+"${psql_cmd[@]}" -t -A >"$work/figures.txt" <<SQL
+SELECT extract(epoch FROM clock_timestamp()) AS t0 \gset
+CALL run_batches($batch);
+SELECT extract(epoch FROM clock_timestamp()) - :t0 AS core_secs \gset
+CHECKPOINT;
+SELECT extract(epoch FROM clock_timestamp()) AS t1 \gset
+COPY plain_events FROM '$work/rows.copy';
+SELECT extract(epoch FROM clock_timestamp()) - :t1 AS copy_secs \gset
+SELECT 'core_secs=' || round(:core_secs, 3);
+SELECT 'copy_secs=' || round(:copy_secs, 3);
+SELECT 'stored_bytes=' || (pg_total_relation_size('adstream.dedup_key')
+                         + pg_total_relation_size('adstream.attribution_event')
+                         + pg_total_relation_size('adstream.minute_stat'));
+SELECT 'dedup_bytes=' || pg_total_relation_size('adstream.dedup_key');
+SELECT 'attribution_bytes=' || pg_total_relation_size('adstream.attribution_event');
+SELECT 'minute_bytes=' || pg_total_relation_size('adstream.minute_stat');
+SELECT 'copy_bytes=' || pg_total_relation_size('plain_events');
+SELECT 'accepted=' || count(*) FROM adstream.dedup_key;
+SELECT 'minute_rows=' || count(*) FROM adstream.minute_stat;
+SQL
+. <(sed -n 's/^\([a-z_]*\)=\(.*\)$/\1=\2/p' "$work/figures.txt")
+
+awk -v n="$events" -v core="$core_secs" -v copy="$copy_secs" -v stored="$stored_bytes" \
+	-v acc="$accepted" -v dk="$dedup_bytes" -v at="$attribution_bytes" -v mi="$minute_bytes" \
+	-v cb="$copy_bytes" -v mr="$minute_rows" -v b="$batch" 'BEGIN {
+	printf "events:                 %d (batches of %d, %d accepted, %d minute rows)\n", n, b, acc, mr
+	printf "core:                   %.3f s  %9.0f events/s\n", core, n / core
+	printf "COPY baseline:          %.3f s  %9.0f rows/s\n", copy, n / copy
+	printf "ratio core/COPY:        %.3f\n", (n / core) / (n / copy)
+	printf "bytes per stored event: %.1f (dedup %.1f, attribution %.1f, aggregates %.1f; plain COPY row %.1f)\n",
+		stored / acc, dk / acc, at / acc, mi / acc, cb / n
+}'
+
+echo "# checking the tables against the generator's ground truth"
+"${psql_cmd[@]}" -t -A >"$work/check.txt" <<SQL
+-- counts by status
+WITH t AS (SELECT status, count(*) n FROM truth GROUP BY status)
+SELECT CASE WHEN (SELECT n FROM t WHERE status = 'accepted') =
+                 (SELECT count(*) FROM adstream.dedup_key)
+            THEN 'ok' ELSE 'not ok' END || ' - accepted events equal ground truth';
+SELECT CASE WHEN (SELECT count(*) FROM truth WHERE status = 'accepted') =
+                 (SELECT count(*) FROM adstream.attribution_event)
+            THEN 'ok' ELSE 'not ok' END || ' - one attribution event per accepted event';
+-- dead letters by reason
+SELECT CASE WHEN count(*) = 0 THEN 'ok' ELSE 'not ok' END || ' - dead letters by reason equal ground truth'
+  FROM ((SELECT reason, count(*) FROM truth WHERE status = 'rejected' GROUP BY reason
+         EXCEPT SELECT reason, count(*) FROM adstream.dead_letter GROUP BY reason)
+        UNION ALL
+        (SELECT reason, count(*) FROM adstream.dead_letter GROUP BY reason
+         EXCEPT SELECT reason, count(*) FROM truth WHERE status = 'rejected' GROUP BY reason)) d;
+SELECT CASE WHEN count(*) = 0 THEN 'ok' ELSE 'not ok' END || ' - each dead letter is the message at its offset, byte for byte'
+  FROM adstream.dead_letter d JOIN raw r ON r.partition = d.partition AND r."offset" = d."offset"
+ WHERE d.payload <> r.msg;
+-- aggregates per (ad, minute)
+CREATE TEMP TABLE expected_agg AS
+SELECT ad_id, to_timestamp(window_start_ms / 1000) AS window_start,
+       count(*) FILTER (WHERE event_type = 'impression') AS impressions,
+       count(*) FILTER (WHERE event_type = 'click') AS clicks,
+       sum(cost_micros) AS spend_micros
+  FROM truth WHERE status = 'accepted' GROUP BY 1, 2;
+SELECT CASE WHEN count(*) = 0 THEN 'ok' ELSE 'not ok' END
+       || ' - impressions, clicks and spend per (ad, minute) equal ground truth (' || count(*) || ' differences)'
+  FROM ((SELECT ad_id, window_start, impressions, clicks, spend_micros FROM expected_agg
+         EXCEPT SELECT ad_id, window_start, impressions, clicks, spend_micros FROM adstream.minute_stat)
+        UNION ALL
+        (SELECT ad_id, window_start, impressions, clicks, spend_micros FROM adstream.minute_stat
+         EXCEPT SELECT ad_id, window_start, impressions, clicks, spend_micros FROM expected_agg)) d;
+-- offsets at the end of every partition
+SELECT CASE WHEN count(*) = 0 THEN 'ok' ELSE 'not ok' END || ' - stored next offset is last offset + 1 on every partition'
+  FROM ((SELECT partition, max("offset") + 1 FROM raw GROUP BY partition
+         EXCEPT SELECT partition, next_offset FROM adstream.consumed_offset)
+        UNION ALL
+        (SELECT partition, next_offset FROM adstream.consumed_offset
+         EXCEPT SELECT partition, max("offset") + 1 FROM raw GROUP BY partition)) d;
+-- replaying the whole stream changes nothing
+CREATE TEMP TABLE before AS SELECT * FROM adstream.minute_stat;
+CALL run_batches($batch);
+SELECT CASE WHEN count(*) = 0 THEN 'ok' ELSE 'not ok' END || ' - replaying the stream from offset 0 changes no aggregate'
+  FROM ((TABLE before EXCEPT TABLE adstream.minute_stat)
+        UNION ALL (TABLE adstream.minute_stat EXCEPT TABLE before)) d;
+SELECT CASE WHEN count(*) = (SELECT count(*) FROM truth WHERE status = 'rejected')
+            THEN 'ok' ELSE 'not ok' END || ' - replaying writes no dead letter twice'
+  FROM adstream.dead_letter;
+SQL
+cat "$work/check.txt"
+if grep -q '^not ok' "$work/check.txt" || [ "$(grep -c '^ok' "$work/check.txt")" -ne 8 ]; then
+	exit 1
+fi

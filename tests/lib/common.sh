@@ -1,0 +1,80 @@
+# Shell functions shared by the test, benchmark and demo scripts.
+#
+# PostgreSQL refuses to run as root.  Scripts that start a server therefore
+# do their root-only steps (installing packages, `make install`) first and
+# then continue as an ordinary user: as root, in a copy of the tree owned by
+# the `postgres` system user; otherwise as the invoking user.
+
+PG_BINDIR=${PG_BINDIR:-}
+
+# Install packages, build, and install the extension (sudo when not root).
+adstream_install_and_build() {
+	local src=$1
+	"$src/tests/install-deps.sh"
+	local sudo_cmd=()
+	[ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+	make -s -C "$src" >/dev/null
+	"${sudo_cmd[@]}" make -s -C "$src" install >/dev/null
+	echo "build: adstream built and installed into $(pg_config --pkglibdir)"
+}
+
+# Run "$src/$script args..." as an unprivileged user in a scratch copy of the
+# tree, so the checkout stays clean and root never starts PostgreSQL.
+adstream_run_unprivileged() {
+	local src=$1 script=$2
+	shift 2
+	local work
+	work=$(mktemp -d /tmp/adstream-run.XXXXXX)
+	tar -C "$src" --exclude=.git --exclude='*.o' --exclude='*.so' -cf - . | tar -C "$work" -xf -
+	if [ "$(id -u)" -eq 0 ]; then
+		chown -R postgres:postgres "$work"
+		runuser -u postgres -- env ADSTREAM_SRC="$src" bash "$work/$script" "$@"
+	else
+		ADSTREAM_SRC="$src" bash "$work/$script" "$@"
+	fi
+}
+
+# The directory of PostgreSQL's server programs.
+adstream_pg_bindir() {
+	[ -n "$PG_BINDIR" ] || PG_BINDIR=$(pg_config --bindir)
+	echo "$PG_BINDIR"
+}
+
+# Start a private server: adstream_pg_start DIR PORT [extra postgresql.conf lines]
+adstream_pg_start() {
+	local dir=$1 port=$2 extra=${3:-}
+	local bin
+	bin=$(adstream_pg_bindir)
+	rm -rf "$dir"
+	mkdir -p "$dir"
+	"$bin/initdb" -D "$dir/data" -E UTF8 --locale=C.UTF-8 -A trust -U postgres >"$dir/initdb.log" 2>&1
+	cat >>"$dir/data/postgresql.conf" <<CONF
+port = $port
+listen_addresses = ''
+unix_socket_directories = '$dir'
+shared_preload_libraries = 'adstream'
+$extra
+CONF
+	"$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start >/dev/null
+}
+
+adstream_pg_stop() {
+	local dir=$1
+	local bin
+	bin=$(adstream_pg_bindir)
+	[ -f "$dir/data/postmaster.pid" ] && "$bin/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null 2>&1 || true
+}
+
+# A free TCP port on 127.0.0.1, for a private server's port number.
+adstream_free_port() {
+	local p
+	for _ in $(seq 1 50); do
+		p=$((20000 + RANDOM % 20000))
+		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+			echo "$p"
+			return 0
+		fi
+	done
+	echo "no free port found" >&2
+	return 1
+}
