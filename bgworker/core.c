@@ -42,6 +42,7 @@
 #include "postgres.h"
 
 #include "catalog/pg_type.h"
+#include "common/int.h"
 #include "executor/spi.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
@@ -563,7 +564,11 @@ aggregate(const AdstreamPipeline *pl, MsgState *st, int *fresh, int nfresh)
 				nc++;
 			else
 				ni++;
-			sp += ev->cost_micros;
+			if (pg_add_s64_overflow(sp, ev->cost_micros, &sp))
+				ereport(ERROR,
+						(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+						 errmsg("spend of ad \"%s\" in one minute exceeds the bigint range of spend_micros",
+								first->ad_id)));
 		}
 		minutes[ngroups] = TimestampTzGetDatum(minute_of(first->event_time));
 		ads[ngroups] = CStringGetTextDatum(first->ad_id);

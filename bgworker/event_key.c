@@ -5,7 +5,8 @@
  *
  * A fixed-width key keeps the dedup index small and its comparisons cheap,
  * which matters: every accepted event inserts one random key into a B-tree.
- * UUID-form ids are used as they are (exact).  Other ids are hashed with
+ * UUID-form ids are used as their 16 bytes (so they compare as UUID values,
+ * in any letter case; no hashing, no collisions).  Other ids are hashed with
  * SHA-1 into a version-5 UUID; two distinct ids collide with probability
  * about n^2 / 2^123 for n stored keys, far below any hardware error rate.
  *

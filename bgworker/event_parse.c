@@ -45,8 +45,15 @@
 #define JSON_CB_DONE return
 #endif
 
-/* Largest accepted cost: a billion currency units, in micros. */
-#define MAX_COST_MICROS INT64CONST(1000000000000000)
+/*
+ * Largest accepted cost of one event: a million currency units, in micros.
+ * A (minute, ad) total in bigint micros then needs over 9 million maximal
+ * events to overflow, and the core checks even that.
+ */
+#define MAX_COST_MICROS INT64CONST(1000000000000)
+
+/* Longest detail message stored with a dead letter, in bytes. */
+#define MAX_DETAIL_BYTES 1000
 
 typedef enum Field
 {
@@ -386,38 +393,40 @@ parse_micros(const char *s, int64 *out, const char **why)
 {
 	char		digits[32];
 	int			ndigits = 0;
+	int			pending_zeros = 0;	/* zeros not yet known to be trailing */
 	int			scale = 0;		/* value = digits * 10^-scale */
 	bool		neg = false;
 	bool		any = false;
+	bool		frac = false;
 	int64		v = 0;
 	int			shift;
 
 	*why = "is not a decimal number";
 	if (*s == '-' || *s == '+')
 		neg = *s++ == '-';
-	for (; *s >= '0' && *s <= '9'; s++, any = true)
+	for (;; s++)
 	{
-		if (ndigits == 0 && *s == '0')
-			continue;			/* leading zero */
-		if (ndigits == lengthof(digits))
-			goto too_large;
-		digits[ndigits++] = *s;
-	}
-	if (*s == '.')
-	{
-		s++;
-		for (; *s >= '0' && *s <= '9'; s++, any = true)
+		if (*s == '.' && !frac)
 		{
-			scale++;
-			if (ndigits == 0 && *s == '0')
-				continue;
-			if (ndigits == lengthof(digits))
-			{
-				*why = "has more than 6 decimal places";
-				return false;
-			}
-			digits[ndigits++] = *s;
+			frac = true;
+			continue;
 		}
+		if (*s < '0' || *s > '9')
+			break;
+		any = true;
+		if (frac)
+			scale++;
+		if (*s == '0')
+		{
+			if (ndigits > 0)
+				pending_zeros++;	/* leading zeros are dropped */
+			continue;
+		}
+		if (ndigits + pending_zeros + 1 > lengthof(digits))
+			goto too_large;
+		for (; pending_zeros > 0; pending_zeros--)
+			digits[ndigits++] = '0';
+		digits[ndigits++] = *s;
 	}
 	if (!any)
 		return false;
@@ -438,12 +447,8 @@ parse_micros(const char *s, int64 *out, const char **why)
 	}
 	if (*s != '\0')
 		return false;
-	/* drop trailing zeros of the significant digits */
-	while (ndigits > 0 && digits[ndigits - 1] == '0')
-	{
-		ndigits--;
-		scale--;
-	}
+	/* trailing zeros only scale the significant digits */
+	scale -= pending_zeros;
 	if (ndigits == 0)
 	{
 		*out = 0;
@@ -472,7 +477,7 @@ parse_micros(const char *s, int64 *out, const char **why)
 	return true;
 
 too_large:
-	*why = "is larger than 1000000000";
+	*why = "is larger than 1000000";
 	return false;
 }
 
@@ -650,6 +655,13 @@ adstream_parse_event(const char *data, int len, int max_bytes,
 
 	MemoryContextSwitchTo(oldcxt);
 	if (st.error != ADSTREAM_ACCEPT)
-		*detail = pstrdup(st.detail);
+	{
+		int			dlen = strlen(st.detail);
+
+		/* details quote input (e.g. a bad JSON token): keep them short */
+		if (dlen > MAX_DETAIL_BYTES)
+			dlen = pg_mbcliplen(st.detail, dlen, MAX_DETAIL_BYTES);
+		*detail = pnstrdup(st.detail, dlen);
+	}
 	return st.error;
 }

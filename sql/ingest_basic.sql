@@ -49,3 +49,16 @@ SELECT * FROM feed('noattr', ARRAY[ev('n1', 'click', 'ad-9', '2026-01-01T00:05:0
 SELECT count(*) FROM adstream.attribution_event a JOIN adstream.pipeline p
     ON p.id = a.pipeline_id WHERE p.name = 'noattr';
 SELECT ad_id, clicks FROM adstream.ad_minute_stats WHERE pipeline = 'noattr';
+
+-- costs: trailing zeros beyond 6 places are fine; 1000000 is the largest cost
+SELECT * FROM feed('basic', ARRAY[
+  ev('k1', 'click', 'ad-k', '2026-01-01T00:05:00Z', 'u1', ',"cost":1.0000000000000000000000000000000000000000'),
+  ev('k2', 'click', 'ad-k', '2026-01-01T00:05:00Z', 'u1', ',"cost":1000000'),
+  ev('k3', 'click', 'ad-k', '2026-01-01T00:05:00Z', 'u1', ',"cost":250000000000000000000000000000000e-30'),
+  ev('k4', 'click', 'ad-k', '2026-01-01T00:05:00Z', 'u1', ',"cost":1000000.000001')]);
+SELECT clicks, spend FROM adstream.ad_minute_stats WHERE ad_id = 'ad-k';
+SELECT detail FROM adstream.dead_letter ORDER BY id DESC LIMIT 1;
+
+-- a very long bad token is quoted in the detail, but the detail stays short
+SELECT * FROM feed('basic', ARRAY['{"a":' || repeat('x', 5000) || '}']);
+SELECT reason, length(detail) <= 1000 AS short FROM adstream.dead_letter ORDER BY id DESC LIMIT 1;

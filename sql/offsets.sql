@@ -82,3 +82,6 @@ SELECT * FROM adstream.ingest('off', ARRAY['\x7b7d'::bytea], kafka_timestamps =>
 SELECT * FROM adstream.ingest('off', ARRAY[['\x7b7d'::bytea]]);
 SELECT * FROM adstream.ingest(NULL, ARRAY['\x7b7d'::bytea]);
 SELECT * FROM adstream.ingest('off', NULL);
+SELECT * FROM adstream.ingest('off', ARRAY['\x7b7d'::bytea], 't', ARRAY[0], ARRAY[9223372036854775807]);
+SELECT * FROM adstream.ingest('off', ARRAY['\x7b7d'::bytea], kafka_timestamps => ARRAY['infinity'::timestamptz]);
+SELECT * FROM adstream.ingest('off', ARRAY['\x7b7d'::bytea], kafka_timestamps => ARRAY['-infinity'::timestamptz]);

@@ -34,37 +34,34 @@ if [ "$regress_rc" -ne 0 ] || [ "$n_regress" -eq 0 ]; then
 	[ -f regression.diffs ] && cat regression.diffs
 fi
 
+# run_tap_suite NAME PREFIX COMMAND...: run a suite that prints TAP lines;
+# count its lines, and fail it if it exits non-zero or reports nothing.
+run_tap_suite() {
+	local name=$1 prefix=$2
+	shift 2
+	local out="$log/$name.log" n=0 rc
+	"$@" >"$out" 2>&1
+	rc=$?
+	while read -r line; do
+		case "$line" in
+			"ok - "*) n=$((n + 1)); record ok "$prefix${line#ok - }" ;;
+			"not ok - "*) n=$((n + 1)); record not-ok "$prefix${line#not ok - }" ;;
+		esac
+	done <"$out"
+	if [ "$rc" -ne 0 ] || [ "$n" -eq 0 ]; then
+		[ "$n" -eq 0 ] && record not-ok "$name/ran"
+		[ "$rc" -ne 0 ] && record not-ok "$name/exit-status"
+		cat "$out"
+	fi
+}
+
 # 2. the core against a generated stream with ground truth
 echo "# stream ground-truth suite"
-bash tests/bench/core_bench.sh --check >"$log/stream.log" 2>&1
-stream_rc=$?
-n_stream=0
-while read -r line; do
-	case "$line" in
-		"ok - "*) n_stream=$((n_stream + 1)); record ok "stream/${line#ok - }" ;;
-		"not ok - "*) n_stream=$((n_stream + 1)); record not-ok "stream/${line#not ok - }" ;;
-	esac
-done <"$log/stream.log"
-if [ "$stream_rc" -ne 0 ] || [ "$n_stream" -eq 0 ]; then
-	[ "$stream_rc" -ne 0 ] && record not-ok "stream/exit-status"
-	cat "$log/stream.log"
-fi
+run_tap_suite stream stream/ bash tests/bench/core_bench.sh --check
 
 # 3. every SQL example of the README runs
 echo "# README examples"
-bash tests/readme_examples.sh >"$log/readme.log" 2>&1
-readme_rc=$?
-n_readme=0
-while read -r line; do
-	case "$line" in
-		"ok - "*) n_readme=$((n_readme + 1)); record ok "${line#ok - }" ;;
-		"not ok - "*) n_readme=$((n_readme + 1)); record not-ok "${line#not ok - }" ;;
-	esac
-done <"$log/readme.log"
-if [ "$readme_rc" -ne 0 ] || [ "$n_readme" -eq 0 ]; then
-	[ "$n_readme" -eq 0 ] && record not-ok "readme/ran"
-	cat "$log/readme.log"
-fi
+run_tap_suite readme "" bash tests/readme_examples.sh
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
