@@ -636,6 +636,30 @@ store_dead_letters(const AdstreamPipeline *pl, const AdstreamMessage *msgs,
 	run_stmt(STMT_DEAD_LETTER, values, NULL);
 }
 
+/*
+ * The caller's coordinates and timestamps are not message content: a bad
+ * one is the caller's error.  Checked here, where the arithmetic is done
+ * (offset + 1, reference time +/- an interval), for every caller.
+ */
+static void
+check_coordinates(const AdstreamMessage *msgs, int n)
+{
+	for (int i = 0; i < n; i++)
+	{
+		const AdstreamMessage *m = &msgs[i];
+
+		if (m->topic != NULL &&
+			(m->partition < 0 || m->offset < 0 || m->offset == PG_INT64_MAX))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("partitions and offsets must be between 0 and 2^63 - 2")));
+		if (m->has_kafka_ts && TIMESTAMP_NOT_FINITE(m->kafka_ts))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("Kafka timestamps must be finite")));
+	}
+}
+
 /* Reject events too old or too far ahead of their reference time. */
 static AdstreamReject
 check_age(const AdstreamPipeline *pl, const AdstreamMessage *m,
@@ -681,6 +705,7 @@ adstream_process_batch(const AdstreamPipeline *pl, const AdstreamMessage *msgs,
 	memset(result, 0, sizeof(*result));
 	if (n <= 0)
 		return;
+	check_coordinates(msgs, n);
 
 	/*
 	 * Everything of the batch lives in batch_cxt, freed at the end; the JSON

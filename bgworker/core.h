@@ -21,8 +21,10 @@ extern bool adstream_load_pipeline(const char *name, AdstreamPipeline *pipeline)
 
 /*
  * Apply msgs[0..n-1] for the pipeline; see core.c for the protocol.
- * Requires an open transaction and SPI connected; raises an error only for
- * failures of the database itself, never for bad message content.
+ * Requires an open transaction and SPI connected.  Raises an error for
+ * invalid coordinates (negative partition or offset, offset 2^63 - 1,
+ * infinite Kafka timestamp) and for failures of the database itself, never
+ * for bad message content.
  */
 extern void adstream_process_batch(const AdstreamPipeline *pipeline,
 								   const AdstreamMessage *msgs, int n,

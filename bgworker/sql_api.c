@@ -140,19 +140,11 @@ adstream_ingest(PG_FUNCTION_ARGS)
 			m->topic = topic;
 			m->partition = DatumGetInt32(partitions[i]);
 			m->offset = DatumGetInt64(offsets[i]);
-			if (m->partition < 0 || m->offset < 0 || m->offset == PG_INT64_MAX)
-				ereport(ERROR,
-						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						 errmsg("partitions and offsets must be between 0 and 2^63 - 2")));
 		}
 		if (stamps != NULL && !stamp_nulls[i])
 		{
 			m->has_kafka_ts = true;
 			m->kafka_ts = DatumGetTimestampTz(stamps[i]);
-			if (TIMESTAMP_NOT_FINITE(m->kafka_ts))
-				ereport(ERROR,
-						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						 errmsg("kafka_timestamps must be finite")));
 		}
 	}
 

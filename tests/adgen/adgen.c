@@ -47,8 +47,8 @@ typedef struct rng
     uint64_t s[4];
 } rng;
 
-static uint64_t
-splitmix64(uint64_t *x)
+uint64_t
+adgen_splitmix64(uint64_t *x)
 {
     uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
 
@@ -678,15 +678,15 @@ adgen_create(const adgen_options *o, char *err, size_t errlen)
 
     sm = o->seed;
     for (int i = 0; i < 4; i++)
-        g->r.s[i] = splitmix64(&sm);
+        g->r.s[i] = adgen_splitmix64(&sm);
 
     /* Popularity rank r maps to ad (r * mult + add) mod ads, a bijection. */
     if (o->ads > 1)
     {
-        g->ad_mult = 1 + splitmix64(&sm) % (o->ads - 1);
+        g->ad_mult = 1 + adgen_splitmix64(&sm) % (o->ads - 1);
         while (gcd64(g->ad_mult, o->ads) != 1)
             g->ad_mult = g->ad_mult % (o->ads - 1) + 1;
-        g->ad_add = splitmix64(&sm) % o->ads;
+        g->ad_add = adgen_splitmix64(&sm) % o->ads;
     }
     else
     {

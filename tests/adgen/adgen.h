@@ -153,6 +153,8 @@ const char *adgen_event_type_name(int is_click);
 const char *adgen_region_name(int region);
 
 /* Helpers */
+/* splitmix64: advances *x and returns the next 64-bit value (seeding, tests). */
+uint64_t adgen_splitmix64(uint64_t *x);
 /* Kafka's murmur2 (as used by its default key partitioner). */
 uint32_t adgen_murmur2(const void *data, size_t len);
 /* (murmur2(key) & 0x7fffffff) % partitions: Kafka's key partitioning. */

@@ -130,16 +130,6 @@ bad:
     return -1;
 }
 
-static uint64_t
-test_rand(uint64_t *x)
-{
-    uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
-
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
 static void
 check_escape(const unsigned char *in, size_t n)
 {
@@ -183,11 +173,11 @@ selftest_escape(void)
     check_escape((const unsigned char *) "\\x41\\\\", 6);
     for (int round = 0; round < 2000; round++)
     {
-        size_t n = (size_t) (test_rand(&x) % sizeof b);
+        size_t n = (size_t) (adgen_splitmix64(&x) % sizeof b);
 
         for (size_t i = 0; i < n; i++)
         {
-            uint64_t r = test_rand(&x);
+            uint64_t r = adgen_splitmix64(&x);
 
             /* bias towards backslashes, digits and control bytes */
             b[i] = (r & 3) == 0 ? (unsigned char) "\\0x7\t"[(r >> 2) % 5]
@@ -216,7 +206,7 @@ selftest_message_row(void)
         return;
     }
     for (size_t i = 0; i < sizeof data; i++)
-        data[i] = (unsigned char) test_rand(&x);
+        data[i] = (unsigned char) adgen_splitmix64(&x);
     memset(&m, 0, sizeof m);
     m.seq = 12;
     m.partition = 3;
@@ -289,7 +279,7 @@ selftest_formats(void)
     CHECK(strcmp(buf, "2000-02-29T23:59:59.999Z") == 0, "iso %s", buf);
     for (int i = 0; i < 100000; i++)
     {
-        int64_t   ms = (int64_t) (test_rand(&x) % 253402300800000ULL);
+        int64_t   ms = (int64_t) (adgen_splitmix64(&x) % 253402300800000ULL);
         time_t    t = (time_t) (ms / 1000);
         struct tm tm;
         char      want[64];

@@ -16,7 +16,8 @@
 # --check runs a small stream (100,000 events) for the test suite.
 set -euo pipefail
 
-events=2000000
+args=("$@")
+events=
 batch=10000
 partitions=4
 check=0
@@ -31,7 +32,9 @@ while [ $# -gt 0 ]; do
 		*) echo "usage: $0 [--events N] [--batch B] [--partitions K] [--check] [--keep]" >&2; exit 2 ;;
 	esac
 done
-[ "$check" -eq 1 ] && [ "$events" -eq 2000000 ] && events=100000
+if [ -z "$events" ]; then
+	if [ "$check" -eq 1 ]; then events=100000; else events=2000000; fi
+fi
 
 src=$(cd "$(dirname "$0")/../.." && pwd)
 . "$src/tests/lib/common.sh"
@@ -40,11 +43,8 @@ src=$(cd "$(dirname "$0")/../.." && pwd)
 if [ -z "${ADSTREAM_SRC:-}" ]; then
 	adstream_install_and_build "$src"
 	if [ "$(id -u)" -eq 0 ]; then
-		args=(--events "$events" --batch "$batch" --partitions "$partitions")
-		[ "$check" -eq 1 ] && args+=(--check)
-		[ "$keep" -eq 1 ] && args+=(--keep)
 		adstream_run_unprivileged "$src" tests/bench/core_bench.sh "${args[@]}"
-		exit $?
+		exit
 	fi
 fi
 

@@ -19,19 +19,27 @@ adstream_install_and_build() {
 }
 
 # Run "$src/$script args..." as an unprivileged user in a scratch copy of the
-# tree, so the checkout stays clean and root never starts PostgreSQL.
+# tree, so the checkout stays clean and root never starts PostgreSQL.  The
+# copy is removed after a successful run and kept (and named) after a failure.
 adstream_run_unprivileged() {
 	local src=$1 script=$2
 	shift 2
-	local work
+	local work rc=0
 	work=$(mktemp -d /tmp/adstream-run.XXXXXX)
-	tar -C "$src" --exclude=.git --exclude='*.o' --exclude='*.so' -cf - . | tar -C "$work" -xf -
+	tar -C "$src" --exclude=.git --exclude='*.o' --exclude='*.so' --exclude='*.bc' \
+		-cf - . | tar -C "$work" -xf -
 	if [ "$(id -u)" -eq 0 ]; then
 		chown -R postgres:postgres "$work"
-		runuser -u postgres -- env ADSTREAM_SRC="$src" bash "$work/$script" "$@"
+		runuser -u postgres -- env ADSTREAM_SRC="$src" bash "$work/$script" "$@" || rc=$?
 	else
-		ADSTREAM_SRC="$src" bash "$work/$script" "$@"
+		ADSTREAM_SRC="$src" bash "$work/$script" "$@" || rc=$?
 	fi
+	if [ "$rc" -eq 0 ]; then
+		rm -rf "$work"
+	else
+		echo "# scratch tree kept for inspection: $work"
+	fi
+	return "$rc"
 }
 
 # The directory of PostgreSQL's server programs.
