@@ -18,7 +18,7 @@ OBJS = \
 MODULEDIR = extension
 DATA = extension/adstream.control $(wildcard extension/adstream--*.sql)
 
-REGRESS = install pipeline_options ingest_basic rejections dedup windows \
+REGRESS = install pipeline_options ingest_basic rejections dedup windows fold \
 	offsets privileges injection views drop
 REGRESS_OPTS = --temp-instance=tmp_check --temp-config=tests/regress.conf
 

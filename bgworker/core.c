@@ -4,9 +4,9 @@
  *	  The processing core and its exactly-once protocol.
  *
  * INVARIANT.  A message changes the database exactly once: its effects
- * (dedup key, attribution event, aggregate increments or dead letter) and
- * the stored offset after it are written in the caller's one transaction,
- * so they commit together or not at all.
+ * (stored event, aggregate increments or dead letter) and the stored
+ * offset after it are written in the caller's one transaction, so they
+ * commit together or not at all.
  *
  * The protocol for one batch, all inside that transaction:
  *
@@ -21,12 +21,17 @@
  *	3. Parse and validate each remaining message.  A bad one becomes a dead
  *	   letter with its reason; it never aborts the batch.
  *	4. Deduplicate valid events by key, first within the batch (first
- *	   occurrence wins), then against adstream.dedup_key with
- *	   INSERT .. ON CONFLICT DO NOTHING RETURNING: the keys returned are the
- *	   new events; the others were counted before.
- *	5. Store the new events for attribution, and add them to the 1-minute
- *	   aggregates of (ad, event time truncated to the minute) with one
- *	   upsert per distinct (minute, ad).
+ *	   occurrence wins), then against the stored events: one
+ *	   INSERT INTO adstream.event .. ON CONFLICT (pipeline_id, event_key)
+ *	   DO NOTHING RETURNING event_key stores the new events, for dedup and
+ *	   attribution at once; the keys returned are the new events, the
+ *	   others were counted before.
+ *	5. Append the new events' 1-minute aggregate increments, one row per
+ *	   distinct (ad, event time truncated to the minute), to
+ *	   adstream.minute_delta.  That table is append-only and unindexed:
+ *	   ingest never waits on or rewrites a shared counter row.  adstream.fold_minute_stats() later moves the increments into
+ *	   adstream.minute_stat in its own transaction; the views add both, so
+ *	   a total is the same before and after a fold.
  *	6. Insert the dead letters.
  *	7. Store next offset = last offset seen + 1 per partition.
  *
@@ -88,8 +93,7 @@ typedef enum Stmt
 	STMT_OFFSETS_INIT,
 	STMT_OFFSETS_LOCK,
 	STMT_OFFSETS_SAVE,
-	STMT_DEDUP,
-	STMT_ATTRIBUTION,
+	STMT_STORE_EVENTS,
 	STMT_AGGREGATE,
 	STMT_DEAD_LETTER,
 	NUM_STMTS
@@ -99,7 +103,7 @@ typedef struct StmtDef
 {
 	const char *sql;
 	int			nargs;
-	Oid			argtypes[11];
+	Oid			argtypes[13];
 } StmtDef;
 
 static const StmtDef stmt_defs[NUM_STMTS] = {
@@ -135,39 +139,30 @@ static const StmtDef stmt_defs[NUM_STMTS] = {
 		" WHERE o.pipeline_id = $1 AND o.topic = u.t COLLATE \"C\" AND o.partition = u.p",
 		4, {INT4OID, TEXTARRAYOID, INT4ARRAYOID, INT8ARRAYOID}
 	},
-	[STMT_DEDUP] = {
-		"INSERT INTO adstream.dedup_key (pipeline_id, event_key, expires_at)"
-		" SELECT $1, u.k, u.e FROM unnest($2::uuid[], $3::timestamptz[]) AS u(k, e)"
-		" ON CONFLICT (pipeline_id, event_key) DO NOTHING"
-		" RETURNING event_key",
-		3, {INT4OID, UUIDARRAYOID, TIMESTAMPTZARRAYOID}
-	},
-	[STMT_ATTRIBUTION] = {
-		"INSERT INTO adstream.attribution_event (pipeline_id, user_id, event_time,"
-		" event_type, ad_id, campaign_id, advertiser_id, store_id, cost_micros,"
-		" region, event_id)"
-		" SELECT $1, u.usr, u.t,"
+	[STMT_STORE_EVENTS] = {
+		"INSERT INTO adstream.event (pipeline_id, event_key, event_id, event_type,"
+		" event_time, user_id, ad_id, campaign_id, advertiser_id, store_id,"
+		" cost_micros, region, expires_at)"
+		" SELECT $1, u.k, u.eid,"
 		" CASE WHEN u.c THEN 'click'::adstream.event_type"
 		" ELSE 'impression'::adstream.event_type END,"
-		" u.ad, u.camp, u.adv, u.st, u.cost, u.reg, u.eid"
-		" FROM unnest($2::text[], $3::timestamptz[], $4::bool[], $5::text[],"
-		" $6::text[], $7::text[], $8::text[], $9::int8[], $10::text[], $11::text[])"
-		" AS u(usr, t, c, ad, camp, adv, st, cost, reg, eid)",
-		11, {INT4OID, TEXTARRAYOID, TIMESTAMPTZARRAYOID, BOOLARRAYOID,
-			TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
-		INT8ARRAYOID, TEXTARRAYOID, TEXTARRAYOID}
+		" u.t, u.usr, u.ad, u.camp, u.adv, u.st, u.cost, u.reg, u.exp"
+		" FROM unnest($2::uuid[], $3::text[], $4::bool[], $5::timestamptz[],"
+		" $6::text[], $7::text[], $8::text[], $9::text[], $10::text[],"
+		" $11::int8[], $12::text[], $13::timestamptz[])"
+		" AS u(k, eid, c, t, usr, ad, camp, adv, st, cost, reg, exp)"
+		" ON CONFLICT (pipeline_id, event_key) DO NOTHING"
+		" RETURNING event_key",
+		13, {INT4OID, UUIDARRAYOID, TEXTARRAYOID, BOOLARRAYOID, TIMESTAMPTZARRAYOID,
+			TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
+		INT8ARRAYOID, TEXTARRAYOID, TIMESTAMPTZARRAYOID}
 	},
 	[STMT_AGGREGATE] = {
-		"INSERT INTO adstream.minute_stat AS s (pipeline_id, window_start, ad_id,"
-		" impressions, clicks, spend_micros)"
-		" SELECT $1, u.w, u.ad, u.i, u.c, u.sp"
+		"INSERT INTO adstream.minute_delta (pipeline_id, window_start, ad_id,"
+		" impressions, clicks, spend_micros, added_at)"
+		" SELECT $1, u.w, u.ad, u.i, u.c, u.sp, now()"
 		" FROM unnest($2::timestamptz[], $3::text[], $4::int8[], $5::int8[], $6::int8[])"
-		" AS u(w, ad, i, c, sp)"
-		" ON CONFLICT (pipeline_id, window_start, ad_id) DO UPDATE"
-		" SET impressions = s.impressions + excluded.impressions,"
-		" clicks = s.clicks + excluded.clicks,"
-		" spend_micros = s.spend_micros + excluded.spend_micros,"
-		" updated_at = now()",
+		" AS u(w, ad, i, c, sp)",
 		6, {INT4OID, TIMESTAMPTZARRAYOID, TEXTARRAYOID, INT8ARRAYOID,
 		INT8ARRAYOID, INT8ARRAYOID}
 	},
@@ -437,7 +432,7 @@ minute_of(TimestampTz t)
 	return m;
 }
 
-/* Order new events by (minute, ad) for grouping and index locality. */
+/* Order new events by (minute, ad), to group them. */
 static int
 cmp_minute_ad(const void *a, const void *b, void *arg)
 {
@@ -453,29 +448,55 @@ cmp_minute_ad(const void *a, const void *b, void *arg)
 }
 
 /*
- * Step 4b: insert the batch's unique keys; mark the ones the database
- * returns as new, the rest as duplicates.  uniq[] is sorted by key.
+ * Step 4b: insert the batch's unique events; the keys the database returns
+ * are new, the others were counted before.  uniq[] is sorted by key.
  */
 static void
-dedup_against_stored(const AdstreamPipeline *pl, MsgState *st,
-					 int *uniq, int nuniq)
+store_events(const AdstreamPipeline *pl, MsgState *st, int *uniq, int nuniq)
 {
-	Datum		values[3];
-	Datum	   *keys = palloc(sizeof(Datum) * nuniq);
-	Datum	   *expiries = palloc(sizeof(Datum) * nuniq);
+	Datum		values[13];
+	Datum	   *cols[12];
+	bool	   *nulls[12];
+	int64		keep = Max(pl->dedup_horizon, pl->attribution_window);
 
+	for (int c = 0; c < 12; c++)
+	{
+		cols[c] = palloc(sizeof(Datum) * nuniq);
+		nulls[c] = palloc0(sizeof(bool) * nuniq);
+	}
 	for (int i = 0; i < nuniq; i++)
 	{
 		AdstreamEvent *ev = &st[uniq[i]].event;
 
-		keys[i] = PointerGetDatum(ev->key);
-		expiries[i] = TimestampTzGetDatum(ev->event_time + pl->dedup_horizon);
+		cols[0][i] = PointerGetDatum(ev->key);
+		cols[1][i] = CStringGetTextDatum(ev->event_id);
+		cols[2][i] = BoolGetDatum(ev->is_click);
+		cols[3][i] = TimestampTzGetDatum(ev->event_time);
+		cols[4][i] = CStringGetTextDatum(ev->user_id);
+		cols[5][i] = CStringGetTextDatum(ev->ad_id);
+		cols[6][i] = text_or_null(ev->campaign_id, &nulls[6][i]);
+		cols[7][i] = text_or_null(ev->advertiser_id, &nulls[7][i]);
+		cols[8][i] = text_or_null(ev->store_id, &nulls[8][i]);
+		cols[9][i] = Int64GetDatum(ev->cost_micros);
+		nulls[9][i] = !ev->has_cost;
+		cols[10][i] = text_or_null(ev->region, &nulls[10][i]);
+		cols[11][i] = TimestampTzGetDatum(ev->event_time + keep);
 		st[uniq[i]].status = MSG_DUPLICATE;
 	}
 	values[0] = Int32GetDatum(pl->id);
-	values[1] = make_array(keys, NULL, nuniq, UUIDOID);
-	values[2] = make_array(expiries, NULL, nuniq, TIMESTAMPTZOID);
-	run_stmt(STMT_DEDUP, values, NULL);
+	values[1] = make_array(cols[0], NULL, nuniq, UUIDOID);
+	values[2] = make_array(cols[1], NULL, nuniq, TEXTOID);
+	values[3] = make_array(cols[2], NULL, nuniq, BOOLOID);
+	values[4] = make_array(cols[3], NULL, nuniq, TIMESTAMPTZOID);
+	values[5] = make_array(cols[4], NULL, nuniq, TEXTOID);
+	values[6] = make_array(cols[5], NULL, nuniq, TEXTOID);
+	values[7] = make_array(cols[6], nulls[6], nuniq, TEXTOID);
+	values[8] = make_array(cols[7], nulls[7], nuniq, TEXTOID);
+	values[9] = make_array(cols[8], nulls[8], nuniq, TEXTOID);
+	values[10] = make_array(cols[9], nulls[9], nuniq, INT8OID);
+	values[11] = make_array(cols[10], nulls[10], nuniq, TEXTOID);
+	values[12] = make_array(cols[11], NULL, nuniq, TIMESTAMPTZOID);
+	run_stmt(STMT_STORE_EVENTS, values, NULL);
 	for (uint64 r = 0; r < SPI_processed; r++)
 	{
 		bool		isnull;
@@ -486,56 +507,13 @@ dedup_against_stored(const AdstreamPipeline *pl, MsgState *st,
 									  cmp_key_bsearch, st);
 
 		if (hit == NULL)
-			elog(ERROR, "adstream: dedup returned a key not in the batch");
+			elog(ERROR, "adstream: event insert returned a key not in the batch");
 		st[*hit].status = MSG_NEW;
 	}
 	SPI_freetuptable(SPI_tuptable);
 }
 
-/* Step 5a: keep new events for attribution. */
-static void
-store_attribution(const AdstreamPipeline *pl, MsgState *st, int *fresh, int nfresh)
-{
-	Datum		values[11];
-	Datum	   *cols[10];
-	bool	   *nulls[10];
-
-	for (int c = 0; c < 10; c++)
-	{
-		cols[c] = palloc(sizeof(Datum) * nfresh);
-		nulls[c] = palloc0(sizeof(bool) * nfresh);
-	}
-	for (int i = 0; i < nfresh; i++)
-	{
-		AdstreamEvent *ev = &st[fresh[i]].event;
-
-		cols[0][i] = CStringGetTextDatum(ev->user_id);
-		cols[1][i] = TimestampTzGetDatum(ev->event_time);
-		cols[2][i] = BoolGetDatum(ev->is_click);
-		cols[3][i] = CStringGetTextDatum(ev->ad_id);
-		cols[4][i] = text_or_null(ev->campaign_id, &nulls[4][i]);
-		cols[5][i] = text_or_null(ev->advertiser_id, &nulls[5][i]);
-		cols[6][i] = text_or_null(ev->store_id, &nulls[6][i]);
-		cols[7][i] = Int64GetDatum(ev->cost_micros);
-		nulls[7][i] = !ev->has_cost;
-		cols[8][i] = text_or_null(ev->region, &nulls[8][i]);
-		cols[9][i] = CStringGetTextDatum(ev->event_id);
-	}
-	values[0] = Int32GetDatum(pl->id);
-	values[1] = make_array(cols[0], NULL, nfresh, TEXTOID);
-	values[2] = make_array(cols[1], NULL, nfresh, TIMESTAMPTZOID);
-	values[3] = make_array(cols[2], NULL, nfresh, BOOLOID);
-	values[4] = make_array(cols[3], NULL, nfresh, TEXTOID);
-	values[5] = make_array(cols[4], nulls[4], nfresh, TEXTOID);
-	values[6] = make_array(cols[5], nulls[5], nfresh, TEXTOID);
-	values[7] = make_array(cols[6], nulls[6], nfresh, TEXTOID);
-	values[8] = make_array(cols[7], nulls[7], nfresh, INT8OID);
-	values[9] = make_array(cols[8], nulls[8], nfresh, TEXTOID);
-	values[10] = make_array(cols[9], NULL, nfresh, TEXTOID);
-	run_stmt(STMT_ATTRIBUTION, values, NULL);
-}
-
-/* Step 5b: add new events to their (minute, ad) aggregates. */
+/* Step 5b: append the new events' (minute, ad) increments. */
 static void
 aggregate(const AdstreamPipeline *pl, MsgState *st, int *fresh, int nfresh)
 {
@@ -762,20 +740,16 @@ adstream_process_batch(const AdstreamPipeline *pl, const AdstreamMessage *msgs,
 			valid[nuniq++] = valid[i];
 	}
 
-	/* 4b: dedup against stored keys */
+	/* 4b: store the events; the stored keys decide which are new */
 	if (nuniq > 0)
-		dedup_against_stored(pl, st, valid, nuniq);
+		store_events(pl, st, valid, nuniq);
 
-	/* 5: attribution events and aggregates of the new events */
+	/* 5: aggregate increments of the new events */
 	for (int i = 0; i < nuniq; i++)
 		if (st[valid[i]].status == MSG_NEW)
 			valid[nfresh++] = valid[i];
 	if (nfresh > 0)
-	{
-		if (pl->attribution_window > 0)
-			store_attribution(pl, st, valid, nfresh);
 		aggregate(pl, st, valid, nfresh);
-	}
 
 	/* 6: dead letters */
 	if (nrejected > 0)

@@ -21,7 +21,7 @@ SELECT * FROM feed('dd', ARRAY[
 
 SELECT ad_id, window_start, impressions, clicks
   FROM adstream.ad_minute_stats WHERE pipeline = 'dd' ORDER BY ad_id;
-SELECT event_id, event_type, ad_id FROM adstream.attribution_event a
+SELECT event_id, event_type, ad_id FROM adstream.event a
   JOIN adstream.pipeline p ON p.id = a.pipeline_id AND p.name = 'dd'
  ORDER BY event_id;
 
@@ -48,5 +48,5 @@ SELECT * FROM adstream.ingest('dd',
 SELECT sum(impressions) FROM adstream.ad_minute_stats
  WHERE pipeline = 'dd' AND window_start = '2026-01-01 00:09:00+00';
 -- the first occurrence in the batch is the one kept
-SELECT event_id, user_id, ad_id FROM adstream.attribution_event
+SELECT event_id, user_id, ad_id FROM adstream.event
  WHERE event_id IN ('bulk-0', 'bulk-5', 'bulk-299') ORDER BY event_id;

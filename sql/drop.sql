@@ -1,15 +1,15 @@
 -- Dropping a pipeline removes everything it produced and nothing else;
 -- dropping the extension removes the schema.
 SELECT p.name,
-       (SELECT count(*) FROM adstream.dedup_key k WHERE k.pipeline_id = p.id) > 0 AS keys,
-       (SELECT count(*) FROM adstream.minute_stat s WHERE s.pipeline_id = p.id) > 0 AS stats
+       (SELECT count(*) FROM adstream.event k WHERE k.pipeline_id = p.id) > 0 AS events,
+       (SELECT count(*) FROM adstream.minute_total s WHERE s.pipeline_id = p.id) > 0 AS stats
   FROM adstream.pipeline p WHERE p.name IN ('dd', 'dd2') ORDER BY 1;
 SELECT adstream.drop_pipeline('dd');
-SELECT (SELECT count(*) FROM adstream.dedup_key k
-         WHERE NOT EXISTS (SELECT 1 FROM adstream.pipeline p WHERE p.id = k.pipeline_id)) AS orphan_keys,
-       (SELECT count(*) FROM adstream.minute_stat s
+SELECT (SELECT count(*) FROM adstream.minute_delta k
+         WHERE NOT EXISTS (SELECT 1 FROM adstream.pipeline p WHERE p.id = k.pipeline_id)) AS orphan_increments,
+       (SELECT count(*) FROM adstream.minute_total s
          WHERE NOT EXISTS (SELECT 1 FROM adstream.pipeline p WHERE p.id = s.pipeline_id)) AS orphan_stats,
-       (SELECT count(*) FROM adstream.attribution_event a
+       (SELECT count(*) FROM adstream.event a
          WHERE NOT EXISTS (SELECT 1 FROM adstream.pipeline p WHERE p.id = a.pipeline_id)) AS orphan_events,
        (SELECT count(*) FROM adstream.dead_letter d
          WHERE NOT EXISTS (SELECT 1 FROM adstream.pipeline p WHERE p.id = d.pipeline_id)) AS orphan_letters;

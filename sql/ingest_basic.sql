@@ -22,17 +22,18 @@ SELECT ad_id, window_start, impressions, clicks, spend, ctr
 
 SELECT event_id, user_id, event_time, event_type, ad_id, campaign_id,
        advertiser_id, store_id, cost_micros, region
-  FROM adstream.attribution_event ORDER BY event_id;
+  FROM adstream.event ORDER BY event_id;
 
 -- UUID-form event ids are compared as UUIDs, in any letter case
 SELECT * FROM feed('basic', ARRAY[
   ev('5B0E4D0C-8F1A-4C5E-9D2B-1F3A5C7E9B00', 'impression', 'ad-3', '2026-01-01T00:07:00Z'),
   ev('5b0e4d0c-8f1a-4c5e-9d2b-1f3a5c7e9b00', 'impression', 'ad-3', '2026-01-01T00:07:00Z')]);
-SELECT event_key FROM adstream.dedup_key
+SELECT event_key FROM adstream.event
  WHERE event_key = '5b0e4d0c-8f1a-4c5e-9d2b-1f3a5c7e9b00';
 
--- dedup keys expire dedup_horizon (2 days) after the event time
-SELECT expires_at FROM adstream.dedup_key
+-- events are kept for the longer of dedup_horizon (2 days) and
+-- attribution_window (7 days) after their event time
+SELECT expires_at - event_time AS kept_for FROM adstream.event
  WHERE event_key = '5b0e4d0c-8f1a-4c5e-9d2b-1f3a5c7e9b00';
 
 -- an empty batch is fine
@@ -43,11 +44,11 @@ SELECT * FROM adstream.ingest('nope', ARRAY['\x7b7d'::bytea]);
 SELECT * FROM adstream.ingest('basic', ARRAY[NULL::bytea]);
 SELECT reason, detail, payload FROM adstream.dead_letter ORDER BY id DESC LIMIT 1;
 
--- attribution_window 0 keeps no attribution events, aggregates still count
+-- attribution_window 0: events are kept only for dedup_horizon
 SELECT adstream.create_pipeline('noattr', attribution_window => '0');
 SELECT * FROM feed('noattr', ARRAY[ev('n1', 'click', 'ad-9', '2026-01-01T00:05:00Z')]);
-SELECT count(*) FROM adstream.attribution_event a JOIN adstream.pipeline p
-    ON p.id = a.pipeline_id WHERE p.name = 'noattr';
+SELECT a.expires_at - a.event_time AS kept_for FROM adstream.event a
+  JOIN adstream.pipeline p ON p.id = a.pipeline_id WHERE p.name = 'noattr';
 SELECT ad_id, clicks FROM adstream.ad_minute_stats WHERE pipeline = 'noattr';
 
 -- costs: trailing zeros beyond 6 places are fine; 1000000 is the largest cost

@@ -68,7 +68,7 @@ SELECT * FROM feed_at(ARRAY[ev('o9', 'click', 'ad-1', '2026-01-01T00:05:00Z')],
 SELECT 1 / 0;
 COMMIT;
 SELECT partition, next_offset FROM off_offsets WHERE partition = 0;
-SELECT count(*) FROM adstream.dedup_key k JOIN adstream.pipeline p
+SELECT count(*) FROM adstream.event k JOIN adstream.pipeline p
     ON p.id = k.pipeline_id AND p.name = 'off';
 
 -- argument errors

@@ -28,7 +28,7 @@ SELECT * FROM feed('win', ARRAY[
   ev('z10', 'click', 'ad-2', '2026-01-01T00:06:30,5Z')]);
 SELECT window_start, clicks FROM adstream.ad_minute_stats
  WHERE pipeline = 'win' AND ad_id = 'ad-2';
-SELECT DISTINCT a.event_time FROM adstream.attribution_event a
+SELECT DISTINCT a.event_time FROM adstream.event a
   JOIN adstream.pipeline p ON p.id = a.pipeline_id AND p.name = 'win'
  WHERE a.ad_id = 'ad-2' ORDER BY 1;
 
