@@ -13,6 +13,7 @@ OBJS = \
 	bgworker/timeparse.o \
 	bgworker/event_key.o \
 	bgworker/core.o \
+	bgworker/store.o \
 	bgworker/sql_api.o
 
 MODULEDIR = extension

@@ -10,6 +10,9 @@
  *
  * The protocol for one batch, all inside that transaction:
  *
+ *	0. Lock the pipeline's row (adstream_load_pipeline): batches of one
+ *	   pipeline take turns, so when step 4 finds a key absent, no other
+ *	   transaction can be adding it.
  *	1. Lock the offset rows of every (topic, partition) in the batch,
  *	   creating missing rows first (INSERT .. ON CONFLICT DO NOTHING, then
  *	   SELECT .. FOR UPDATE, in a fixed order).  A concurrent batch for the
@@ -21,23 +24,27 @@
  *	3. Parse and validate each remaining message.  A bad one becomes a dead
  *	   letter with its reason; it never aborts the batch.
  *	4. Deduplicate valid events by key, first within the batch (first
- *	   occurrence wins), then against the stored events: one
- *	   INSERT INTO adstream.event .. ON CONFLICT (pipeline_id, event_key)
- *	   DO NOTHING RETURNING event_key stores the new events, for dedup and
- *	   attribution at once; the keys returned are the new events, the
- *	   others were counted before.
+ *	   occurrence wins), then against the stored events: each remaining
+ *	   key is looked up in adstream.event through its hash index, with a
+ *	   dirty snapshot (every committed row and our own); the keys not found
+ *	   are the new events, and are appended to adstream.event, which serves
+ *	   deduplication and attribution at once.  The others were counted
+ *	   before.
  *	5. Append the new events' 1-minute aggregate increments, one row per
  *	   distinct (ad, event time truncated to the minute), to
  *	   adstream.minute_delta.  That table is append-only and unindexed:
- *	   ingest never waits on or rewrites a shared counter row.  adstream.fold_minute_stats() later moves the increments into
+ *	   ingest never waits on or rewrites a shared counter row.
+ *	   adstream.fold_minute_stats() later moves the increments into
  *	   adstream.minute_stat in its own transaction; the views add both, so
  *	   a total is the same before and after a fold.
  *	6. Insert the dead letters.
  *	7. Store next offset = last offset seen + 1 per partition.
  *
- * Every step is one prepared statement over arrays (unnest), so a batch
- * costs a handful of statements whatever its size.  Messages without
- * coordinates (topic NULL) skip steps 1, 2 and 7.
+ * Steps 4 and 5 write through store.c, the way COPY does (rows grouped
+ * into table_multi_insert(), every index maintained); the other steps are
+ * one prepared statement each over arrays (unnest).  A batch costs a
+ * handful of statements whatever its size.  Messages without coordinates
+ * (topic NULL) skip steps 1, 2 and 7.
  *
  * Errors: only database failures raise; the caller's transaction then
  * aborts and nothing of the batch, offsets included, is kept.
@@ -46,6 +53,8 @@
  */
 #include "postgres.h"
 
+#include "access/xact.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "common/int.h"
 #include "executor/spi.h"
@@ -54,10 +63,12 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
+#include "utils/syscache.h"
 #include "utils/uuid.h"
 
 #include "core.h"
 #include "event_parse.h"
+#include "store.h"
 
 /* What became of one message. */
 typedef enum MsgStatus
@@ -93,8 +104,6 @@ typedef enum Stmt
 	STMT_OFFSETS_INIT,
 	STMT_OFFSETS_LOCK,
 	STMT_OFFSETS_SAVE,
-	STMT_STORE_EVENTS,
-	STMT_AGGREGATE,
 	STMT_DEAD_LETTER,
 	NUM_STMTS
 } Stmt;
@@ -103,7 +112,7 @@ typedef struct StmtDef
 {
 	const char *sql;
 	int			nargs;
-	Oid			argtypes[13];
+	Oid			argtypes[8];
 } StmtDef;
 
 static const StmtDef stmt_defs[NUM_STMTS] = {
@@ -114,7 +123,7 @@ static const StmtDef stmt_defs[NUM_STMTS] = {
 		" (extract(epoch FROM dedup_horizon) * 1000000)::int8,"
 		" (extract(epoch FROM attribution_window) * 1000000)::int8,"
 		" max_message_bytes"
-		" FROM adstream.pipeline WHERE name = $1 FOR KEY SHARE",
+		" FROM adstream.pipeline WHERE name = $1 FOR NO KEY UPDATE",
 		1, {TEXTOID}
 	},
 	[STMT_OFFSETS_INIT] = {
@@ -138,33 +147,6 @@ static const StmtDef stmt_defs[NUM_STMTS] = {
 		" FROM unnest($2::text[], $3::int4[], $4::int8[]) AS u(t, p, n)"
 		" WHERE o.pipeline_id = $1 AND o.topic = u.t COLLATE \"C\" AND o.partition = u.p",
 		4, {INT4OID, TEXTARRAYOID, INT4ARRAYOID, INT8ARRAYOID}
-	},
-	[STMT_STORE_EVENTS] = {
-		"INSERT INTO adstream.event (pipeline_id, event_key, event_id, event_type,"
-		" event_time, user_id, ad_id, campaign_id, advertiser_id, store_id,"
-		" cost_micros, region, expires_at)"
-		" SELECT $1, u.k, u.eid,"
-		" CASE WHEN u.c THEN 'click'::adstream.event_type"
-		" ELSE 'impression'::adstream.event_type END,"
-		" u.t, u.usr, u.ad, u.camp, u.adv, u.st, u.cost, u.reg, u.exp"
-		" FROM unnest($2::uuid[], $3::text[], $4::bool[], $5::timestamptz[],"
-		" $6::text[], $7::text[], $8::text[], $9::text[], $10::text[],"
-		" $11::int8[], $12::text[], $13::timestamptz[])"
-		" AS u(k, eid, c, t, usr, ad, camp, adv, st, cost, reg, exp)"
-		" ON CONFLICT (pipeline_id, event_key) DO NOTHING"
-		" RETURNING event_key",
-		13, {INT4OID, UUIDARRAYOID, TEXTARRAYOID, BOOLARRAYOID, TIMESTAMPTZARRAYOID,
-			TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
-		INT8ARRAYOID, TEXTARRAYOID, TIMESTAMPTZARRAYOID}
-	},
-	[STMT_AGGREGATE] = {
-		"INSERT INTO adstream.minute_delta (pipeline_id, window_start, ad_id,"
-		" impressions, clicks, spend_micros, added_at)"
-		" SELECT $1, u.w, u.ad, u.i, u.c, u.sp, now()"
-		" FROM unnest($2::timestamptz[], $3::text[], $4::int8[], $5::int8[], $6::int8[])"
-		" AS u(w, ad, i, c, sp)",
-		6, {INT4OID, TIMESTAMPTZARRAYOID, TEXTARRAYOID, INT8ARRAYOID,
-		INT8ARRAYOID, INT8ARRAYOID}
 	},
 	[STMT_DEAD_LETTER] = {
 		"INSERT INTO adstream.dead_letter (pipeline_id, topic, partition, \"offset\","
@@ -413,14 +395,6 @@ cmp_key_pos(const void *a, const void *b, void *arg)
 	return (ia > ib) - (ia < ib);
 }
 
-static int
-cmp_key_bsearch(const void *key, const void *elem, void *arg)
-{
-	const MsgState *st = (const MsgState *) arg;
-
-	return memcmp(key, st[*(const int *) elem].event.key, 16);
-}
-
 /* Minute of an event time: the UTC minute is the same in every zone. */
 static TimestampTz
 minute_of(TimestampTz t)
@@ -447,85 +421,99 @@ cmp_minute_ad(const void *a, const void *b, void *arg)
 	return strcmp(ea->ad_id, eb->ad_id);
 }
 
+/* Columns of adstream.event, in the order store_events() fills them. */
+static const char *const event_columns[] = {
+	"pipeline_id", "event_key", "event_id", "event_type", "event_time",
+	"user_id", "ad_id", "campaign_id", "advertiser_id", "store_id",
+	"cost_micros", "region", "expires_at"
+};
+
+/* The adstream.event_type value of an event. */
+static Datum
+event_type_datum(bool is_click)
+{
+	static Oid	typid = InvalidOid;
+
+	if (!OidIsValid(typid))
+	{
+		typid = GetSysCacheOid2(TYPENAMENSP, Anum_pg_type_oid,
+								CStringGetDatum("event_type"),
+								ObjectIdGetDatum(get_namespace_oid("adstream", false)));
+		if (!OidIsValid(typid))
+			elog(ERROR, "adstream: type adstream.event_type does not exist");
+	}
+	return DirectFunctionCall2(enum_in,
+							   CStringGetDatum(is_click ? "click" : "impression"),
+							   ObjectIdGetDatum(typid));
+}
+
 /*
- * Step 4b: insert the batch's unique events; the keys the database returns
- * are new, the others were counted before.  uniq[] is sorted by key.
+ * Step 4b: look the batch's unique keys up among the stored events; store
+ * the events not found, which are the new ones, and mark the others as
+ * duplicates.  uniq[] is sorted by key, so the probes walk the key index
+ * in order.
  */
 static void
 store_events(const AdstreamPipeline *pl, MsgState *st, int *uniq, int nuniq)
 {
-	Datum		values[13];
-	Datum	   *cols[12];
-	bool	   *nulls[12];
 	int64		keep = Max(pl->dedup_horizon, pl->attribution_window);
+	pg_uuid_t **keys = palloc(sizeof(pg_uuid_t *) * nuniq);
+	bool	   *found = palloc(sizeof(bool) * nuniq);
+	Datum		types[2];
+	AdstreamTableWriter *w;
 
-	for (int c = 0; c < 12; c++)
-	{
-		cols[c] = palloc(sizeof(Datum) * nuniq);
-		nulls[c] = palloc0(sizeof(bool) * nuniq);
-	}
+	for (int i = 0; i < nuniq; i++)
+		keys[i] = (pg_uuid_t *) st[uniq[i]].event.key;
+	adstream_find_stored_keys(pl->id, keys, nuniq, found);
+
+	types[0] = event_type_datum(false);
+	types[1] = event_type_datum(true);
+	w = adstream_writer_open("event", event_columns, lengthof(event_columns));
 	for (int i = 0; i < nuniq; i++)
 	{
 		AdstreamEvent *ev = &st[uniq[i]].event;
+		Datum		values[lengthof(event_columns)];
+		bool		nulls[lengthof(event_columns)] = {0};
 
-		cols[0][i] = PointerGetDatum(ev->key);
-		cols[1][i] = CStringGetTextDatum(ev->event_id);
-		cols[2][i] = BoolGetDatum(ev->is_click);
-		cols[3][i] = TimestampTzGetDatum(ev->event_time);
-		cols[4][i] = CStringGetTextDatum(ev->user_id);
-		cols[5][i] = CStringGetTextDatum(ev->ad_id);
-		cols[6][i] = text_or_null(ev->campaign_id, &nulls[6][i]);
-		cols[7][i] = text_or_null(ev->advertiser_id, &nulls[7][i]);
-		cols[8][i] = text_or_null(ev->store_id, &nulls[8][i]);
-		cols[9][i] = Int64GetDatum(ev->cost_micros);
-		nulls[9][i] = !ev->has_cost;
-		cols[10][i] = text_or_null(ev->region, &nulls[10][i]);
-		cols[11][i] = TimestampTzGetDatum(ev->event_time + keep);
-		st[uniq[i]].status = MSG_DUPLICATE;
+		if (found[i])
+		{
+			st[uniq[i]].status = MSG_DUPLICATE;
+			continue;
+		}
+		st[uniq[i]].status = MSG_NEW;
+		values[0] = Int32GetDatum(pl->id);
+		values[1] = PointerGetDatum(ev->key);
+		values[2] = CStringGetTextDatum(ev->event_id);
+		values[3] = types[ev->is_click ? 1 : 0];
+		values[4] = TimestampTzGetDatum(ev->event_time);
+		values[5] = CStringGetTextDatum(ev->user_id);
+		values[6] = CStringGetTextDatum(ev->ad_id);
+		values[7] = text_or_null(ev->campaign_id, &nulls[7]);
+		values[8] = text_or_null(ev->advertiser_id, &nulls[8]);
+		values[9] = text_or_null(ev->store_id, &nulls[9]);
+		values[10] = Int64GetDatum(ev->cost_micros);
+		nulls[10] = !ev->has_cost;
+		values[11] = text_or_null(ev->region, &nulls[11]);
+		values[12] = TimestampTzGetDatum(ev->event_time + keep);
+		adstream_writer_put(w, values, nulls);
 	}
-	values[0] = Int32GetDatum(pl->id);
-	values[1] = make_array(cols[0], NULL, nuniq, UUIDOID);
-	values[2] = make_array(cols[1], NULL, nuniq, TEXTOID);
-	values[3] = make_array(cols[2], NULL, nuniq, BOOLOID);
-	values[4] = make_array(cols[3], NULL, nuniq, TIMESTAMPTZOID);
-	values[5] = make_array(cols[4], NULL, nuniq, TEXTOID);
-	values[6] = make_array(cols[5], NULL, nuniq, TEXTOID);
-	values[7] = make_array(cols[6], nulls[6], nuniq, TEXTOID);
-	values[8] = make_array(cols[7], nulls[7], nuniq, TEXTOID);
-	values[9] = make_array(cols[8], nulls[8], nuniq, TEXTOID);
-	values[10] = make_array(cols[9], nulls[9], nuniq, INT8OID);
-	values[11] = make_array(cols[10], nulls[10], nuniq, TEXTOID);
-	values[12] = make_array(cols[11], NULL, nuniq, TIMESTAMPTZOID);
-	run_stmt(STMT_STORE_EVENTS, values, NULL);
-	for (uint64 r = 0; r < SPI_processed; r++)
-	{
-		bool		isnull;
-		pg_uuid_t  *k = DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[r],
-												   SPI_tuptable->tupdesc, 1,
-												   &isnull));
-		int		   *hit = bsearch_arg(k->data, uniq, nuniq, sizeof(int),
-									  cmp_key_bsearch, st);
-
-		if (hit == NULL)
-			elog(ERROR, "adstream: event insert returned a key not in the batch");
-		st[*hit].status = MSG_NEW;
-	}
-	SPI_freetuptable(SPI_tuptable);
+	adstream_writer_close(w);
 }
 
-/* Step 5b: append the new events' (minute, ad) increments. */
+/* Columns of adstream.minute_delta, in the order aggregate() fills them. */
+static const char *const delta_columns[] = {
+	"pipeline_id", "window_start", "ad_id", "impressions", "clicks",
+	"spend_micros", "added_at"
+};
+
+/* Step 5: append the new events' (minute, ad) increments. */
 static void
 aggregate(const AdstreamPipeline *pl, MsgState *st, int *fresh, int nfresh)
 {
-	Datum		values[6];
-	Datum	   *minutes = palloc(sizeof(Datum) * nfresh);
-	Datum	   *ads = palloc(sizeof(Datum) * nfresh);
-	Datum	   *imps = palloc(sizeof(Datum) * nfresh);
-	Datum	   *clicks = palloc(sizeof(Datum) * nfresh);
-	Datum	   *spend = palloc(sizeof(Datum) * nfresh);
-	int			ngroups = 0;
+	AdstreamTableWriter *w;
 
 	qsort_arg(fresh, nfresh, sizeof(int), cmp_minute_ad, st);
+	w = adstream_writer_open("minute_delta", delta_columns, lengthof(delta_columns));
 	for (int i = 0; i < nfresh;)
 	{
 		AdstreamEvent *first = &st[fresh[i]].event;
@@ -533,6 +521,8 @@ aggregate(const AdstreamPipeline *pl, MsgState *st, int *fresh, int nfresh)
 					nc = 0,
 					sp = 0;
 		int			j;
+		Datum		values[lengthof(delta_columns)];
+		bool		nulls[lengthof(delta_columns)] = {0};
 
 		for (j = i; j < nfresh && cmp_minute_ad(&fresh[i], &fresh[j], st) == 0; j++)
 		{
@@ -548,21 +538,17 @@ aggregate(const AdstreamPipeline *pl, MsgState *st, int *fresh, int nfresh)
 						 errmsg("spend of ad \"%s\" in one minute exceeds the bigint range of spend_micros",
 								first->ad_id)));
 		}
-		minutes[ngroups] = TimestampTzGetDatum(minute_of(first->event_time));
-		ads[ngroups] = CStringGetTextDatum(first->ad_id);
-		imps[ngroups] = Int64GetDatum(ni);
-		clicks[ngroups] = Int64GetDatum(nc);
-		spend[ngroups] = Int64GetDatum(sp);
-		ngroups++;
+		values[0] = Int32GetDatum(pl->id);
+		values[1] = TimestampTzGetDatum(minute_of(first->event_time));
+		values[2] = CStringGetTextDatum(first->ad_id);
+		values[3] = Int64GetDatum(ni);
+		values[4] = Int64GetDatum(nc);
+		values[5] = Int64GetDatum(sp);
+		values[6] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+		adstream_writer_put(w, values, nulls);
 		i = j;
 	}
-	values[0] = Int32GetDatum(pl->id);
-	values[1] = make_array(minutes, NULL, ngroups, TIMESTAMPTZOID);
-	values[2] = make_array(ads, NULL, ngroups, TEXTOID);
-	values[3] = make_array(imps, NULL, ngroups, INT8OID);
-	values[4] = make_array(clicks, NULL, ngroups, INT8OID);
-	values[5] = make_array(spend, NULL, ngroups, INT8OID);
-	run_stmt(STMT_AGGREGATE, values, NULL);
+	adstream_writer_close(w);
 }
 
 /* Step 6: dead-letter the rejected messages, bytes and coordinates. */

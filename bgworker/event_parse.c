@@ -73,21 +73,29 @@ typedef enum Field
 typedef struct FieldName
 {
 	const char *name;
+	int			len;			/* strlen(name): most names differ in length */
 	Field		field;
 } FieldName;
 
+#define FIELD(name, f) {name, sizeof(name) - 1, f}
+
 /* Every accepted spelling of every field. */
 static const FieldName field_names[] = {
-	{"event_id", F_EVENT_ID}, {"eventId", F_EVENT_ID},
-	{"event_type", F_EVENT_TYPE}, {"eventType", F_EVENT_TYPE}, {"type", F_EVENT_TYPE},
-	{"ad_id", F_AD_ID}, {"adId", F_AD_ID},
-	{"event_time", F_EVENT_TIME}, {"eventTime", F_EVENT_TIME}, {"timestamp", F_EVENT_TIME},
-	{"user_id", F_USER_ID}, {"userId", F_USER_ID},
-	{"campaign_id", F_CAMPAIGN_ID}, {"campaignId", F_CAMPAIGN_ID}, {"campaign", F_CAMPAIGN_ID},
-	{"advertiser_id", F_ADVERTISER_ID}, {"advertiserId", F_ADVERTISER_ID}, {"advertiser", F_ADVERTISER_ID},
-	{"store_id", F_STORE_ID}, {"storeId", F_STORE_ID}, {"store", F_STORE_ID},
-	{"cost", F_COST},
-	{"region", F_REGION},
+	FIELD("event_id", F_EVENT_ID), FIELD("eventId", F_EVENT_ID),
+	FIELD("event_type", F_EVENT_TYPE), FIELD("eventType", F_EVENT_TYPE),
+	FIELD("type", F_EVENT_TYPE),
+	FIELD("ad_id", F_AD_ID), FIELD("adId", F_AD_ID),
+	FIELD("event_time", F_EVENT_TIME), FIELD("eventTime", F_EVENT_TIME),
+	FIELD("timestamp", F_EVENT_TIME),
+	FIELD("user_id", F_USER_ID), FIELD("userId", F_USER_ID),
+	FIELD("campaign_id", F_CAMPAIGN_ID), FIELD("campaignId", F_CAMPAIGN_ID),
+	FIELD("campaign", F_CAMPAIGN_ID),
+	FIELD("advertiser_id", F_ADVERTISER_ID), FIELD("advertiserId", F_ADVERTISER_ID),
+	FIELD("advertiser", F_ADVERTISER_ID),
+	FIELD("store_id", F_STORE_ID), FIELD("storeId", F_STORE_ID),
+	FIELD("store", F_STORE_ID),
+	FIELD("cost", F_COST),
+	FIELD("region", F_REGION),
 };
 
 /* The canonical name, used in rejection details. */
@@ -216,15 +224,18 @@ static JSON_CB_RETURN
 cb_field_start(void *state, char *fname, bool isnull)
 {
 	ParseState *st = (ParseState *) state;
+	int			len;
 
 	st->field = -1;
 	if (st->depth != 1)
 		JSON_CB_DONE;
+	len = strlen(fname);
 	for (int i = 0; i < lengthof(field_names); i++)
 	{
 		Field		f;
 
-		if (strcmp(fname, field_names[i].name) != 0)
+		if (field_names[i].len != len ||
+			memcmp(fname, field_names[i].name, len) != 0)
 			continue;
 		f = field_names[i].field;
 		if (st->name_used[f] != NULL)
@@ -272,6 +283,7 @@ check_bytes(const char *data, int len, char **detail)
 {
 	int			valid;
 	int			depth = 0;
+	int			brackets = 0;
 	bool		in_string = false;
 
 	valid = pg_encoding_verifymbstr(PG_UTF8, data, len);
@@ -285,6 +297,11 @@ check_bytes(const char *data, int len, char **detail)
 		*detail = psprintf("invalid UTF-8 byte sequence at byte %d", valid);
 		return ADSTREAM_REJECT_INVALID_UTF8;
 	}
+	/* fewer brackets than the limit cannot nest deeper than it */
+	for (int i = 0; i < len; i++)
+		brackets += (data[i] == '{') | (data[i] == '[');
+	if (brackets <= ADSTREAM_MAX_JSON_DEPTH)
+		return ADSTREAM_ACCEPT;
 	for (int i = 0; i < len; i++)
 	{
 		char		c = data[i];

@@ -50,3 +50,18 @@ SELECT sum(impressions) FROM adstream.ad_minute_stats
 -- the first occurrence in the batch is the one kept
 SELECT event_id, user_id, ad_id FROM adstream.event
  WHERE event_id IN ('bulk-0', 'bulk-5', 'bulk-299') ORDER BY event_id;
+
+-- Two different event keys with the same 32-bit hash (the key index is a
+-- hash index, which returns both for either): two events, and each still
+-- finds itself as a duplicate afterwards.
+CREATE TEMP TABLE collision AS
+WITH k AS (SELECT md5(i::text)::uuid AS u FROM generate_series(1, 300000) i)
+SELECT a.u AS first, b.u AS second
+  FROM k a JOIN k b ON uuid_hash(a.u) = uuid_hash(b.u) AND a.u < b.u
+ ORDER BY 1, 2 LIMIT 1;
+SELECT count(*) AS collisions_found FROM collision;
+SELECT * FROM feed('dd', ARRAY[(SELECT ev(first::text, 'click', 'ad-h', '2026-01-01T00:09:00Z') FROM collision)]);
+SELECT * FROM feed('dd', ARRAY[(SELECT ev(second::text, 'click', 'ad-h', '2026-01-01T00:09:00Z') FROM collision),
+                               (SELECT ev(first::text, 'click', 'ad-h', '2026-01-01T00:09:00Z') FROM collision)]);
+SELECT * FROM feed('dd', ARRAY[(SELECT ev(second::text, 'click', 'ad-h', '2026-01-01T00:09:00Z') FROM collision)]);
+SELECT clicks FROM adstream.ad_minute_stats WHERE pipeline = 'dd' AND ad_id = 'ad-h';

@@ -59,7 +59,11 @@ run_tap_suite() {
 echo "# stream ground-truth suite"
 run_tap_suite stream stream/ bash tests/bench/core_bench.sh --check
 
-# 3. every SQL example of the README runs
+# 3. concurrent batches of one pipeline
+echo "# concurrent ingest"
+run_tap_suite concurrent concurrent/ bash tests/concurrent_ingest.sh
+
+# 4. every SQL example of the README runs
 echo "# README examples"
 run_tap_suite readme "" bash tests/readme_examples.sh
 
