@@ -428,20 +428,20 @@ static const char *const event_columns[] = {
 	"cost_micros", "region", "expires_at"
 };
 
-/* The adstream.event_type value of an event. */
+/*
+ * The adstream.event_type value of an event.  Looked up every batch, not
+ * cached: the extension may have been dropped and created again since.
+ */
 static Datum
 event_type_datum(bool is_click)
 {
-	static Oid	typid = InvalidOid;
+	Oid			typid;
 
+	typid = GetSysCacheOid2(TYPENAMENSP, Anum_pg_type_oid,
+							CStringGetDatum("event_type"),
+							ObjectIdGetDatum(get_namespace_oid("adstream", false)));
 	if (!OidIsValid(typid))
-	{
-		typid = GetSysCacheOid2(TYPENAMENSP, Anum_pg_type_oid,
-								CStringGetDatum("event_type"),
-								ObjectIdGetDatum(get_namespace_oid("adstream", false)));
-		if (!OidIsValid(typid))
-			elog(ERROR, "adstream: type adstream.event_type does not exist");
-	}
+		elog(ERROR, "adstream: type adstream.event_type does not exist");
 	return DirectFunctionCall2(enum_in,
 							   CStringGetDatum(is_click ? "click" : "impression"),
 							   ObjectIdGetDatum(typid));

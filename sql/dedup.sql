@@ -65,3 +65,11 @@ SELECT * FROM feed('dd', ARRAY[(SELECT ev(second::text, 'click', 'ad-h', '2026-0
                                (SELECT ev(first::text, 'click', 'ad-h', '2026-01-01T00:09:00Z') FROM collision)]);
 SELECT * FROM feed('dd', ARRAY[(SELECT ev(second::text, 'click', 'ad-h', '2026-01-01T00:09:00Z') FROM collision)]);
 SELECT clicks FROM adstream.ad_minute_stats WHERE pipeline = 'dd' AND ad_id = 'ad-h';
+
+-- a batch rolled back to a savepoint leaves no key behind either
+BEGIN;
+SAVEPOINT s;
+SELECT * FROM feed('dd', ARRAY[ev('e11', 'click', 'ad-1', '2026-01-01T00:05:00Z')]);
+ROLLBACK TO s;
+SELECT * FROM feed('dd', ARRAY[ev('e11', 'click', 'ad-1', '2026-01-01T00:05:00Z')]);
+COMMIT;

@@ -21,3 +21,17 @@ SELECT count(*) FROM adstream.ad_minute_stats WHERE pipeline = 'dd';
 
 DROP EXTENSION adstream;
 SELECT count(*) FROM pg_namespace WHERE nspname = 'adstream';
+
+-- the same session can reinstall the extension and ingest, twice over
+CREATE EXTENSION adstream;
+SELECT adstream.create_pipeline('again');
+SELECT accepted FROM adstream.ingest('again', ARRAY[convert_to(
+  '{"event_id":"a1","event_type":"click","ad_id":"ad-1","event_time":"2026-01-01T00:05:00Z","user_id":"u"}',
+  'UTF8')], kafka_timestamps => ARRAY['2026-01-01 00:06:00+00'::timestamptz]);
+DROP EXTENSION adstream;
+CREATE EXTENSION adstream;
+SELECT adstream.create_pipeline('again');
+SELECT accepted FROM adstream.ingest('again', ARRAY[convert_to(
+  '{"event_id":"a1","event_type":"impression","ad_id":"ad-1","event_time":"2026-01-01T00:05:00Z","user_id":"u"}',
+  'UTF8')], kafka_timestamps => ARRAY['2026-01-01 00:06:00+00'::timestamptz]);
+SELECT event_type, ad_id FROM adstream.event;
