@@ -10,9 +10,6 @@
  *
  * The protocol for one batch, all inside that transaction:
  *
- *	0. Lock the pipeline's row (adstream_load_pipeline): batches of one
- *	   pipeline take turns, so when step 4 finds a key absent, no other
- *	   transaction can be adding it.
  *	1. Lock the offset rows of every (topic, partition) in the batch,
  *	   creating missing rows first (INSERT .. ON CONFLICT DO NOTHING, then
  *	   SELECT .. FOR UPDATE, in a fixed order).  A concurrent batch for the
@@ -24,12 +21,15 @@
  *	3. Parse and validate each remaining message.  A bad one becomes a dead
  *	   letter with its reason; it never aborts the batch.
  *	4. Deduplicate valid events by key, first within the batch (first
- *	   occurrence wins), then against the stored events: each remaining
- *	   key is looked up in adstream.event through its hash index, with a
- *	   dirty snapshot (every committed row and our own); the keys not found
- *	   are the new events, and are appended to adstream.event, which serves
- *	   deduplication and attribution at once.  The others were counted
- *	   before.
+ *	   occurrence wins), then, holding the pipeline row's lock (FOR NO KEY
+ *	   UPDATE, until commit), against the stored events.  Batches of one
+ *	   pipeline take turns here, so a key found absent is not being added
+ *	   by another transaction; parsing before this point runs in parallel.
+ *	   Each remaining key is looked up in adstream.event through its hash
+ *	   index, with a dirty snapshot (every committed row and our own); the
+ *	   keys not found are the new events, and are appended to
+ *	   adstream.event, which serves deduplication and attribution at once.
+ *	   The others were counted before.
  *	5. Append the new events' 1-minute aggregate increments, one row per
  *	   distinct (ad, event time truncated to the minute), to
  *	   adstream.minute_delta.  That table is append-only and unindexed:
@@ -101,6 +101,7 @@ typedef struct PartState
 typedef enum Stmt
 {
 	STMT_PIPELINE,
+	STMT_LOCK_PIPELINE,
 	STMT_OFFSETS_INIT,
 	STMT_OFFSETS_LOCK,
 	STMT_OFFSETS_SAVE,
@@ -123,8 +124,12 @@ static const StmtDef stmt_defs[NUM_STMTS] = {
 		" (extract(epoch FROM dedup_horizon) * 1000000)::int8,"
 		" (extract(epoch FROM attribution_window) * 1000000)::int8,"
 		" max_message_bytes"
-		" FROM adstream.pipeline WHERE name = $1 FOR NO KEY UPDATE",
+		" FROM adstream.pipeline WHERE name = $1 FOR KEY SHARE",
 		1, {TEXTOID}
+	},
+	[STMT_LOCK_PIPELINE] = {
+		"SELECT 1 FROM adstream.pipeline WHERE id = $1 FOR NO KEY UPDATE",
+		1, {INT4OID}
 	},
 	[STMT_OFFSETS_INIT] = {
 		"INSERT INTO adstream.consumed_offset (pipeline_id, topic, partition, next_offset)"
@@ -421,19 +426,12 @@ cmp_minute_ad(const void *a, const void *b, void *arg)
 	return strcmp(ea->ad_id, eb->ad_id);
 }
 
-/* Columns of adstream.event, in the order store_events() fills them. */
-static const char *const event_columns[] = {
-	"pipeline_id", "event_key", "event_id", "event_type", "event_time",
-	"user_id", "ad_id", "campaign_id", "advertiser_id", "store_id",
-	"cost_micros", "region", "expires_at"
-};
-
 /*
- * The adstream.event_type value of an event.  Looked up every batch, not
+ * The OID of enum type adstream.event_type.  Looked up every batch, not
  * cached: the extension may have been dropped and created again since.
  */
-static Datum
-event_type_datum(bool is_click)
+static Oid
+event_type_oid(void)
 {
 	Oid			typid;
 
@@ -442,9 +440,7 @@ event_type_datum(bool is_click)
 							ObjectIdGetDatum(get_namespace_oid("adstream", false)));
 	if (!OidIsValid(typid))
 		elog(ERROR, "adstream: type adstream.event_type does not exist");
-	return DirectFunctionCall2(enum_in,
-							   CStringGetDatum(is_click ? "click" : "impression"),
-							   ObjectIdGetDatum(typid));
+	return typid;
 }
 
 /*
@@ -459,21 +455,32 @@ store_events(const AdstreamPipeline *pl, MsgState *st, int *uniq, int nuniq)
 	int64		keep = Max(pl->dedup_horizon, pl->attribution_window);
 	pg_uuid_t **keys = palloc(sizeof(pg_uuid_t *) * nuniq);
 	bool	   *found = palloc(sizeof(bool) * nuniq);
+	Oid			type_oid = event_type_oid();
 	Datum		types[2];
 	AdstreamTableWriter *w;
+	const AdstreamColumn columns[] = {
+		{"pipeline_id", INT4OID}, {"event_key", UUIDOID}, {"event_id", TEXTOID},
+		{"event_type", type_oid}, {"event_time", TIMESTAMPTZOID},
+		{"user_id", TEXTOID}, {"ad_id", TEXTOID}, {"campaign_id", TEXTOID},
+		{"advertiser_id", TEXTOID}, {"store_id", TEXTOID},
+		{"cost_micros", INT8OID}, {"region", TEXTOID},
+		{"expires_at", TIMESTAMPTZOID}
+	};
 
 	for (int i = 0; i < nuniq; i++)
 		keys[i] = (pg_uuid_t *) st[uniq[i]].event.key;
 	adstream_find_stored_keys(pl->id, keys, nuniq, found);
 
-	types[0] = event_type_datum(false);
-	types[1] = event_type_datum(true);
-	w = adstream_writer_open("event", event_columns, lengthof(event_columns));
+	types[0] = DirectFunctionCall2(enum_in, CStringGetDatum("impression"),
+								   ObjectIdGetDatum(type_oid));
+	types[1] = DirectFunctionCall2(enum_in, CStringGetDatum("click"),
+								   ObjectIdGetDatum(type_oid));
+	w = adstream_writer_open("event", columns, lengthof(columns));
 	for (int i = 0; i < nuniq; i++)
 	{
 		AdstreamEvent *ev = &st[uniq[i]].event;
-		Datum		values[lengthof(event_columns)];
-		bool		nulls[lengthof(event_columns)] = {0};
+		Datum		values[lengthof(columns)];
+		bool		nulls[lengthof(columns)] = {0};
 
 		if (found[i])
 		{
@@ -501,9 +508,10 @@ store_events(const AdstreamPipeline *pl, MsgState *st, int *uniq, int nuniq)
 }
 
 /* Columns of adstream.minute_delta, in the order aggregate() fills them. */
-static const char *const delta_columns[] = {
-	"pipeline_id", "window_start", "ad_id", "impressions", "clicks",
-	"spend_micros", "added_at"
+static const AdstreamColumn delta_columns[] = {
+	{"pipeline_id", INT4OID}, {"window_start", TIMESTAMPTZOID},
+	{"ad_id", TEXTOID}, {"impressions", INT8OID}, {"clicks", INT8OID},
+	{"spend_micros", INT8OID}, {"added_at", TIMESTAMPTZOID}
 };
 
 /* Step 5: append the new events' (minute, ad) increments. */
@@ -726,9 +734,22 @@ adstream_process_batch(const AdstreamPipeline *pl, const AdstreamMessage *msgs,
 			valid[nuniq++] = valid[i];
 	}
 
-	/* 4b: store the events; the stored keys decide which are new */
+	/*
+	 * 4b: store the events; the stored keys decide which are new.  Only
+	 * under the pipeline's lock: another batch of the pipeline may be
+	 * storing the same keys, and the key index cannot be unique.
+	 */
 	if (nuniq > 0)
+	{
+		Datum		pid = Int32GetDatum(pl->id);
+
+		run_stmt(STMT_LOCK_PIPELINE, &pid, NULL);
+		if (SPI_processed != 1)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_OBJECT),
+					 errmsg("pipeline \"%s\" was dropped", pl->name)));
 		store_events(pl, st, valid, nuniq);
+	}
 
 	/* 5: aggregate increments of the new events */
 	for (int i = 0; i < nuniq; i++)

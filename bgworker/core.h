@@ -13,10 +13,9 @@
 #include "adstream.h"
 
 /*
- * Load a pipeline's options by name and lock its row (FOR NO KEY UPDATE)
- * until the transaction ends: batches of one pipeline take turns, and the
- * pipeline cannot be altered or dropped under a batch.  Returns false if
- * there is no such pipeline.  Requires SPI to be connected.
+ * Load a pipeline's options by name and lock its row against concurrent
+ * drop (FOR KEY SHARE) until the transaction ends.  Returns false if there
+ * is no such pipeline.  Requires SPI to be connected.
  */
 extern bool adstream_load_pipeline(const char *name, AdstreamPipeline *pipeline);
 

@@ -29,7 +29,9 @@
 #include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_am.h"
 #include "catalog/pg_class.h"
+#include "catalog/pg_type.h"
 #include "executor/executor.h"
 #include "miscadmin.h"
 #include "nodes/execnodes.h"
@@ -38,6 +40,7 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
+#include "utils/relcache.h"
 #include "utils/snapmgr.h"
 
 #include "store.h"
@@ -73,7 +76,8 @@ adstream_relid(const char *relname)
 }
 
 AdstreamTableWriter *
-adstream_writer_open(const char *relname, const char *const *columns, int ncols)
+adstream_writer_open(const char *relname, const AdstreamColumn *columns,
+					 int ncols)
 {
 	AdstreamTableWriter *w = palloc0(sizeof(AdstreamTableWriter));
 	TriggerDesc *trig;
@@ -104,8 +108,24 @@ adstream_writer_open(const char *relname, const char *const *columns, int ncols)
 	w->ncols = ncols;
 	w->attnos = palloc(sizeof(AttrNumber) * ncols);
 	for (int c = 0; c < ncols; c++)
-		w->attnos[c] = attnameAttNum(w->rel, columns[c], false);
-	/* a column the caller does not supply would be NULL: allow no such NOT NULL */
+	{
+		AttrNumber	attno = attnameAttNum(w->rel, columns[c].name, false);
+
+		/* someone altered adstream's table: refuse, never write past it */
+		if (attno <= 0 ||
+			TupleDescAttr(desc, attno - 1)->atttypid != columns[c].type)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("column \"%s\" of \"adstream.%s\" is missing or has another type",
+							columns[c].name, relname),
+					 errhint("Reinstall the extension; its tables must not be altered.")));
+		w->attnos[c] = attno;
+	}
+
+	/*
+	 * A column the caller does not supply is stored as NULL: refuse any that
+	 * would need a value, a default or a generated value.
+	 */
 	for (int a = 0; a < desc->natts; a++)
 	{
 		Form_pg_attribute att = TupleDescAttr(desc, a);
@@ -113,9 +133,14 @@ adstream_writer_open(const char *relname, const char *const *columns, int ncols)
 
 		for (int c = 0; c < ncols; c++)
 			supplied |= (w->attnos[c] == att->attnum);
-		if (!supplied && att->attnotnull && !att->attisdropped)
-			elog(ERROR, "adstream: column %s of adstream.%s is NOT NULL but not written",
-				 NameStr(att->attname), relname);
+		if (!supplied && !att->attisdropped &&
+			(att->attnotnull || att->atthasdef || att->attgenerated ||
+			 att->attidentity))
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("column \"%s\" of \"adstream.%s\" needs a value adstream does not write",
+							NameStr(att->attname), relname),
+					 errhint("Columns added to adstream's tables must be nullable, without default.")));
 	}
 
 	w->estate = CreateExecutorState();
@@ -205,13 +230,30 @@ adstream_find_stored_keys(int32 pipeline_id, pg_uuid_t *const *keys, int n,
 	Relation	index = index_open(adstream_relid("event_key_idx"), AccessShareLock);
 	AttrNumber	pipeline_att = attnameAttNum(heap, "pipeline_id", false);
 	AttrNumber	key_att = attnameAttNum(heap, "event_key", false);
-	TupleTableSlot *slot = table_slot_create(heap, NULL);
+	TupleTableSlot *slot;
 	SnapshotData dirty;
 	IndexScanDesc scan;
 	ScanKeyData key;
 
-	if (pipeline_att == InvalidAttrNumber || key_att == InvalidAttrNumber)
-		elog(ERROR, "adstream: adstream.event lacks pipeline_id or event_key");
+	/*
+	 * Deduplication is only as good as this index: it must be the plain,
+	 * complete hash index on event_key that the extension created.
+	 */
+	if (pipeline_att <= 0 || key_att <= 0 ||
+		TupleDescAttr(RelationGetDescr(heap), pipeline_att - 1)->atttypid != INT4OID ||
+		TupleDescAttr(RelationGetDescr(heap), key_att - 1)->atttypid != UUIDOID ||
+		index->rd_rel->relam != HASH_AM_OID ||
+		index->rd_index->indrelid != RelationGetRelid(heap) ||
+		index->rd_index->indnatts != 1 ||
+		index->rd_index->indkey.values[0] != key_att ||
+		!index->rd_index->indisvalid || !index->rd_index->indisready ||
+		RelationGetIndexExpressions(index) != NIL ||
+		RelationGetIndexPredicate(index) != NIL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("index \"adstream.event_key_idx\" is not the hash index on event_key that deduplication needs"),
+				 errhint("Reinstall the extension; its tables and indexes must not be altered.")));
+	slot = table_slot_create(heap, NULL);
 	InitDirtySnapshot(dirty);
 #if PG_VERSION_NUM >= 180000
 	scan = index_beginscan(heap, index, &dirty, NULL, 1, 0);

@@ -16,13 +16,22 @@
 
 typedef struct AdstreamTableWriter AdstreamTableWriter;
 
+/* A column a writer fills, and the type it must have. */
+typedef struct AdstreamColumn
+{
+	const char *name;
+	Oid			type;
+} AdstreamColumn;
+
 /*
- * Open table adstream.<relname> for appending rows that supply the named
- * columns (every other column is NULL).  Raises an error if the table has
- * insert triggers or CHECK constraints, which this path would not run.
+ * Open table adstream.<relname> for appending rows that supply the given
+ * columns (every other column is NULL).  Raises an error if a column is
+ * missing or has another type, or if the table has what this path would
+ * not honour: insert triggers, CHECK constraints, or an unsupplied column
+ * that is NOT NULL, has a default, or is generated or an identity.
  */
 extern AdstreamTableWriter *adstream_writer_open(const char *relname,
-												 const char *const *columns,
+												 const AdstreamColumn *columns,
 												 int ncols);
 
 /*

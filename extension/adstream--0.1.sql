@@ -319,6 +319,12 @@ AS $$
 DECLARE
 	pid integer;
 BEGIN
+	-- Under an older snapshot the deletes below could miss rows of a batch
+	-- that committed while we waited for the pipeline row, leaving orphans.
+	IF current_setting('transaction_isolation') <> 'read committed' THEN
+		RAISE EXCEPTION 'drop_pipeline must run at READ COMMITTED isolation'
+			USING ERRCODE = 'invalid_transaction_state';
+	END IF;
 	DELETE FROM adstream.pipeline AS x WHERE x.name = drop_pipeline.name
 	RETURNING x.id INTO pid;
 	IF pid IS NULL THEN

@@ -15,6 +15,36 @@ SELECT (SELECT count(*) FROM adstream.minute_delta k
          WHERE NOT EXISTS (SELECT 1 FROM adstream.pipeline p WHERE p.id = d.pipeline_id)) AS orphan_letters;
 SELECT count(*) > 0 AS dd2_intact FROM adstream.ad_minute_stats WHERE pipeline = 'dd2';
 
+-- drop_pipeline refuses an older snapshot, which could leave orphans
+BEGIN ISOLATION LEVEL REPEATABLE READ;
+SELECT adstream.drop_pipeline('dd2');
+ROLLBACK;
+
+-- ingest refuses altered tables rather than write wrong rows
+BEGIN;
+ALTER TABLE adstream.event ADD COLUMN note text DEFAULT 'x';
+SELECT * FROM feed('dd2', ARRAY[ev('t1', 'click', 'ad-1', '2026-01-01T00:05:00Z')]);
+ROLLBACK;
+BEGIN;
+ALTER TABLE adstream.event DROP COLUMN region;
+SELECT * FROM feed('dd2', ARRAY[ev('t1', 'click', 'ad-1', '2026-01-01T00:05:00Z')]);
+ROLLBACK;
+BEGIN;
+DROP INDEX adstream.event_key_idx;
+CREATE INDEX event_key_idx ON adstream.event (event_key);
+SELECT * FROM feed('dd2', ARRAY[ev('t1', 'click', 'ad-1', '2026-01-01T00:05:00Z')]);
+ROLLBACK;
+BEGIN;
+CREATE FUNCTION pg_temp.noop() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RETURN NEW; END$$;
+CREATE TRIGGER t BEFORE INSERT ON adstream.minute_delta FOR EACH ROW EXECUTE FUNCTION pg_temp.noop();
+SELECT * FROM feed('dd2', ARRAY[ev('t1', 'click', 'ad-1', '2026-01-01T00:05:00Z')]);
+ROLLBACK;
+-- a nullable column without default is fine
+BEGIN;
+ALTER TABLE adstream.event ADD COLUMN note text;
+SELECT * FROM feed('dd2', ARRAY[ev('t1', 'click', 'ad-1', '2026-01-01T00:05:00Z')]);
+ROLLBACK;
+
 -- a fresh pipeline of the same name starts empty
 SELECT adstream.create_pipeline('dd');
 SELECT count(*) FROM adstream.ad_minute_stats WHERE pipeline = 'dd';
