@@ -14,12 +14,13 @@ OBJS = \
 	bgworker/event_key.o \
 	bgworker/core.o \
 	bgworker/store.o \
+	bgworker/kafka.o \
 	bgworker/sql_api.o
 
 MODULEDIR = extension
 DATA = extension/adstream.control $(wildcard extension/adstream--*.sql)
 
-REGRESS = install pipeline_options ingest_basic rejections dedup windows fold \
+REGRESS = install pipeline_options kafka_source ingest_basic rejections dedup windows fold \
 	offsets privileges injection views drop
 REGRESS_OPTS = --temp-instance=tmp_check --temp-config=tests/regress.conf
 

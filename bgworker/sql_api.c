@@ -17,12 +17,15 @@
 #include "funcapi.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/timestamp.h"
 
 #include "core.h"
+#include "kafka.h"
 
 PG_FUNCTION_INFO_V1(adstream_ingest);
+PG_FUNCTION_INFO_V1(adstream_check_kafka_properties);
 
 /* Deconstruct a one-dimensional array argument; n is its length. */
 static void
@@ -165,4 +168,76 @@ adstream_ingest(PG_FUNCTION_ARGS)
 	values[3] = Int64GetDatum(result.skipped);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc),
 													  values, nulls)));
+}
+
+/*
+ * adstream._check_kafka_properties(properties jsonb): every key of the
+ * object is a librdkafka consumer property, every value a string, number
+ * or boolean that librdkafka accepts for it.  Errors name the property.
+ */
+Datum
+adstream_check_kafka_properties(PG_FUNCTION_ARGS)
+{
+	Jsonb	   *props = PG_GETARG_JSONB_P(0);
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	char	   *name = NULL;
+	int			depth = 0;
+
+	if (!JB_ROOT_IS_OBJECT(props))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("option \"kafka_properties\" must be a JSON object of property names and values")));
+	it = JsonbIteratorInit(&props->root);
+	while ((tok = JsonbIteratorNext(&it, &v, false)) != WJB_DONE)
+	{
+		char	   *value;
+		char		err[512];
+
+		if (tok == WJB_BEGIN_OBJECT || tok == WJB_BEGIN_ARRAY)
+		{
+			depth++;
+			if (depth > 1)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("Kafka property \"%s\" must be a string, number or boolean",
+								name)));
+			continue;
+		}
+		if (tok == WJB_END_OBJECT || tok == WJB_END_ARRAY)
+		{
+			depth--;
+			continue;
+		}
+		if (tok == WJB_KEY)
+		{
+			name = pnstrdup(v.val.string.val, v.val.string.len);
+			continue;
+		}
+		/* WJB_VALUE */
+		switch (v.type)
+		{
+			case jbvString:
+				value = pnstrdup(v.val.string.val, v.val.string.len);
+				break;
+			case jbvNumeric:
+				value = DatumGetCString(DirectFunctionCall1(numeric_out,
+															NumericGetDatum(v.val.numeric)));
+				break;
+			case jbvBool:
+				value = v.val.boolean ? "true" : "false";
+				break;
+			default:
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("Kafka property \"%s\" must be a string, number or boolean",
+								name)));
+		}
+		if (!adstream_kafka_check_property(name, value, err, sizeof(err)))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("invalid Kafka property \"%s\": %s", name, err)));
+	}
+	PG_RETURN_VOID();
 }

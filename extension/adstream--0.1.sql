@@ -47,9 +47,18 @@ CREATE TABLE adstream.pipeline (
 	dedup_horizon		interval NOT NULL,
 	attribution_window	interval NOT NULL,
 	max_message_bytes	integer NOT NULL,
+	topic				text COLLATE "C",
+	bootstrap_servers	text,
+	start_from			text NOT NULL DEFAULT 'earliest'
+						CHECK (start_from IN ('earliest', 'latest')),
+	kafka_properties	jsonb NOT NULL DEFAULT '{}',
+	batch_size			integer NOT NULL DEFAULT 10000,
+	batch_time			interval NOT NULL DEFAULT '100 milliseconds',
+	enabled				boolean NOT NULL DEFAULT true,
 	created_at			timestamptz NOT NULL DEFAULT now(),
 	updated_at			timestamptz NOT NULL DEFAULT now(),
-	CHECK (dedup_horizon >= max_event_age)
+	CHECK (dedup_horizon >= max_event_age),
+	CHECK ((topic IS NULL) = (bootstrap_servers IS NULL))
 );
 ALTER SEQUENCE adstream.pipeline_id_seq OWNED BY adstream.pipeline.id;
 COMMENT ON TABLE adstream.pipeline IS
@@ -62,6 +71,20 @@ COMMENT ON COLUMN adstream.pipeline.dedup_horizon IS
 	'How long after its event time an event id is remembered for deduplication; never shorter than max_event_age.';
 COMMENT ON COLUMN adstream.pipeline.attribution_window IS
 	'How long clean events are kept for order attribution (events are kept for the longer of this and dedup_horizon).';
+COMMENT ON COLUMN adstream.pipeline.topic IS
+	'Kafka topic its consumer worker reads; NULL for a pipeline fed only through adstream.ingest().';
+COMMENT ON COLUMN adstream.pipeline.bootstrap_servers IS
+	'Kafka bootstrap servers (host:port, comma-separated) of the topic.';
+COMMENT ON COLUMN adstream.pipeline.start_from IS
+	'Where a partition with no stored offset starts: earliest or latest.';
+COMMENT ON COLUMN adstream.pipeline.kafka_properties IS
+	'Extra librdkafka consumer properties (a JSON object of strings), e.g. security settings. Shown only to superusers.';
+COMMENT ON COLUMN adstream.pipeline.batch_size IS
+	'Most messages the consumer worker applies in one transaction.';
+COMMENT ON COLUMN adstream.pipeline.batch_time IS
+	'Longest the consumer worker collects a batch before applying it.';
+COMMENT ON COLUMN adstream.pipeline.enabled IS
+	'Whether the launcher runs a consumer worker for it (it needs a topic too).';
 COMMENT ON COLUMN adstream.pipeline.max_message_bytes IS
 	'Messages larger than this are dead-lettered as oversized without being parsed.';
 
@@ -231,13 +254,83 @@ $$;
 COMMENT ON FUNCTION adstream._check_options(interval, interval, interval, interval, integer) IS
 	'Internal: validates pipeline options, raising invalid_parameter_value with the offending option named.';
 
+CREATE FUNCTION adstream._check_kafka_properties(properties jsonb)
+RETURNS void
+AS 'MODULE_PATHNAME', 'adstream_check_kafka_properties'
+LANGUAGE C
+STABLE
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION adstream._check_kafka_properties(jsonb) IS
+	'Internal: checks librdkafka consumer properties with librdkafka itself, refusing the ones adstream sets.';
+
+CREATE FUNCTION adstream._check_source(
+	topic text,
+	bootstrap_servers text,
+	start_from text,
+	kafka_properties jsonb,
+	batch_size integer,
+	batch_time interval)
+RETURNS void
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF (topic IS NULL) <> (bootstrap_servers IS NULL) THEN
+		RAISE EXCEPTION 'options "topic" and "bootstrap_servers" go together'
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Give both to consume a Kafka topic, or neither to feed the pipeline with adstream.ingest().';
+	END IF;
+	IF topic IS NOT NULL AND topic !~ '^[A-Za-z0-9._-]{1,249}$' THEN
+		RAISE EXCEPTION 'option "topic" is not a valid Kafka topic name: %', quote_literal(topic)
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Kafka topic names are 1 to 249 characters: letters, digits, ".", "_" and "-".';
+	END IF;
+	IF bootstrap_servers IS NOT NULL AND bootstrap_servers !~ '^[^\s,]+(,[^\s,]+)*$' THEN
+		RAISE EXCEPTION 'option "bootstrap_servers" must be a comma-separated list of host:port: %',
+			quote_literal(bootstrap_servers)
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF start_from IS NULL OR start_from NOT IN ('earliest', 'latest') THEN
+		RAISE EXCEPTION 'option "start_from" must be earliest or latest: %',
+			coalesce(quote_literal(start_from), 'null')
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF kafka_properties IS NULL OR jsonb_typeof(kafka_properties) <> 'object' THEN
+		RAISE EXCEPTION 'option "kafka_properties" must be a JSON object of property names and values'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	PERFORM adstream._check_kafka_properties(kafka_properties);
+	IF batch_size IS NULL OR batch_size < 1 OR batch_size > 1000000 THEN
+		RAISE EXCEPTION 'option "batch_size" must be between 1 and 1000000: %',
+			coalesce(batch_size::text, 'null')
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF batch_time IS NULL OR batch_time < interval '1 millisecond'
+	   OR batch_time > interval '1 minute' THEN
+		RAISE EXCEPTION 'option "batch_time" must be between 1 millisecond and 1 minute: %',
+			coalesce(batch_time::text, 'null')
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+END
+$$;
+COMMENT ON FUNCTION adstream._check_source(text, text, text, jsonb, integer, interval) IS
+	'Internal: validates the Kafka source options of a pipeline, raising invalid_parameter_value with the offending option named.';
+
 CREATE FUNCTION adstream.create_pipeline(
 	name text,
 	max_event_age interval DEFAULT '1 day',
 	max_future_skew interval DEFAULT '5 minutes',
 	dedup_horizon interval DEFAULT NULL,
 	attribution_window interval DEFAULT '7 days',
-	max_message_bytes integer DEFAULT 1048576)
+	max_message_bytes integer DEFAULT 1048576,
+	topic text DEFAULT NULL,
+	bootstrap_servers text DEFAULT NULL,
+	start_from text DEFAULT 'earliest',
+	kafka_properties jsonb DEFAULT '{}',
+	batch_size integer DEFAULT 10000,
+	batch_time interval DEFAULT '100 milliseconds',
+	enabled boolean DEFAULT true)
 RETURNS void
 LANGUAGE plpgsql
 VOLATILE
@@ -253,19 +346,31 @@ BEGIN
 	dedup_horizon := coalesce(dedup_horizon, max_event_age * 2);
 	PERFORM adstream._check_options(max_event_age, max_future_skew, dedup_horizon,
 									attribution_window, max_message_bytes);
+	PERFORM adstream._check_source(topic, bootstrap_servers, start_from,
+								   kafka_properties, batch_size, batch_time);
+	IF enabled IS NULL THEN
+		RAISE EXCEPTION 'option "enabled" must not be null'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
 	INSERT INTO adstream.pipeline AS p (name, max_event_age, max_future_skew,
-		dedup_horizon, attribution_window, max_message_bytes)
+		dedup_horizon, attribution_window, max_message_bytes, topic,
+		bootstrap_servers, start_from, kafka_properties, batch_size, batch_time,
+		enabled)
 	VALUES (create_pipeline.name, create_pipeline.max_event_age,
 		create_pipeline.max_future_skew, create_pipeline.dedup_horizon,
-		create_pipeline.attribution_window, create_pipeline.max_message_bytes);
+		create_pipeline.attribution_window, create_pipeline.max_message_bytes,
+		create_pipeline.topic, create_pipeline.bootstrap_servers,
+		create_pipeline.start_from, create_pipeline.kafka_properties,
+		create_pipeline.batch_size, create_pipeline.batch_time,
+		create_pipeline.enabled);
 EXCEPTION
 	WHEN unique_violation THEN
 		RAISE EXCEPTION 'pipeline "%" already exists', create_pipeline.name
 			USING ERRCODE = 'duplicate_object';
 END
 $$;
-COMMENT ON FUNCTION adstream.create_pipeline(text, interval, interval, interval, interval, integer) IS
-	'Creates an ad-event pipeline. dedup_horizon defaults to twice max_event_age. Options are validated; errors name the option.';
+COMMENT ON FUNCTION adstream.create_pipeline(text, interval, interval, interval, interval, integer, text, text, text, jsonb, integer, interval, boolean) IS
+	'Creates an ad-event pipeline, consuming a Kafka topic when topic and bootstrap_servers are given. dedup_horizon defaults to twice max_event_age. Options are validated; errors name the option.';
 
 CREATE FUNCTION adstream.alter_pipeline(
 	name text,
@@ -273,7 +378,14 @@ CREATE FUNCTION adstream.alter_pipeline(
 	max_future_skew interval DEFAULT NULL,
 	dedup_horizon interval DEFAULT NULL,
 	attribution_window interval DEFAULT NULL,
-	max_message_bytes integer DEFAULT NULL)
+	max_message_bytes integer DEFAULT NULL,
+	topic text DEFAULT NULL,
+	bootstrap_servers text DEFAULT NULL,
+	start_from text DEFAULT NULL,
+	kafka_properties jsonb DEFAULT NULL,
+	batch_size integer DEFAULT NULL,
+	batch_time interval DEFAULT NULL,
+	enabled boolean DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql
 VOLATILE
@@ -294,19 +406,35 @@ BEGIN
 	p.dedup_horizon := coalesce(alter_pipeline.dedup_horizon, p.dedup_horizon);
 	p.attribution_window := coalesce(alter_pipeline.attribution_window, p.attribution_window);
 	p.max_message_bytes := coalesce(alter_pipeline.max_message_bytes, p.max_message_bytes);
+	p.topic := coalesce(alter_pipeline.topic, p.topic);
+	p.bootstrap_servers := coalesce(alter_pipeline.bootstrap_servers, p.bootstrap_servers);
+	p.start_from := coalesce(alter_pipeline.start_from, p.start_from);
+	p.kafka_properties := coalesce(alter_pipeline.kafka_properties, p.kafka_properties);
+	p.batch_size := coalesce(alter_pipeline.batch_size, p.batch_size);
+	p.batch_time := coalesce(alter_pipeline.batch_time, p.batch_time);
+	p.enabled := coalesce(alter_pipeline.enabled, p.enabled);
 	PERFORM adstream._check_options(p.max_event_age, p.max_future_skew, p.dedup_horizon,
 									p.attribution_window, p.max_message_bytes);
+	PERFORM adstream._check_source(p.topic, p.bootstrap_servers, p.start_from,
+								   p.kafka_properties, p.batch_size, p.batch_time);
 	UPDATE adstream.pipeline AS x
 	   SET max_event_age = p.max_event_age,
 		   max_future_skew = p.max_future_skew,
 		   dedup_horizon = p.dedup_horizon,
 		   attribution_window = p.attribution_window,
 		   max_message_bytes = p.max_message_bytes,
+		   topic = p.topic,
+		   bootstrap_servers = p.bootstrap_servers,
+		   start_from = p.start_from,
+		   kafka_properties = p.kafka_properties,
+		   batch_size = p.batch_size,
+		   batch_time = p.batch_time,
+		   enabled = p.enabled,
 		   updated_at = now()
 	 WHERE x.id = p.id;
 END
 $$;
-COMMENT ON FUNCTION adstream.alter_pipeline(text, interval, interval, interval, interval, integer) IS
+COMMENT ON FUNCTION adstream.alter_pipeline(text, interval, interval, interval, interval, integer, text, text, text, jsonb, integer, interval, boolean) IS
 	'Changes options of a pipeline; options left NULL keep their value. Takes effect from the next batch.';
 
 CREATE FUNCTION adstream.drop_pipeline(name text, if_exists boolean DEFAULT false)
@@ -354,6 +482,13 @@ RETURNS TABLE (
 	dedup_horizon interval,
 	attribution_window interval,
 	max_message_bytes integer,
+	topic text,
+	bootstrap_servers text,
+	start_from text,
+	kafka_properties jsonb,
+	batch_size integer,
+	batch_time interval,
+	enabled boolean,
 	created_at timestamptz,
 	updated_at timestamptz)
 LANGUAGE sql
@@ -362,7 +497,14 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 	SELECT p.name, p.kind, p.max_event_age, p.max_future_skew, p.dedup_horizon,
-		   p.attribution_window, p.max_message_bytes, p.created_at, p.updated_at
+		   p.attribution_window, p.max_message_bytes, p.topic, p.bootstrap_servers,
+		   p.start_from,
+		   -- property values may be credentials: only superusers see them
+		   CASE WHEN (SELECT r.rolsuper FROM pg_roles AS r WHERE r.rolname = session_user)
+				THEN p.kafka_properties
+				ELSE (SELECT coalesce(jsonb_object_agg(k, '********'), '{}')
+						FROM jsonb_object_keys(p.kafka_properties) AS k) END,
+		   p.batch_size, p.batch_time, p.enabled, p.created_at, p.updated_at
 	  FROM adstream.pipeline AS p
 	 ORDER BY p.name
 $$;

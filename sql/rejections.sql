@@ -87,7 +87,7 @@ SELECT count(*) AS payload_mismatches
  WHERE d.payload IS DISTINCT FROM r.msg;
 SELECT count(*) AS with_coordinates FROM adstream.dead_letter d
   JOIN adstream.pipeline p ON p.id = d.pipeline_id AND p.name = 'rej'
- WHERE topic = 'events' AND partition = 0 AND kafka_ts = '2026-01-01 00:10:00+00';
+ WHERE d.topic = 'events' AND d.partition = 0 AND d.kafka_ts = '2026-01-01 00:10:00+00';
 
 SELECT ad_id, window_start, impressions, clicks FROM adstream.ad_minute_stats
  WHERE pipeline = 'rej' ORDER BY window_start;
