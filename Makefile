@@ -15,6 +15,9 @@ OBJS = \
 	bgworker/core.o \
 	bgworker/store.o \
 	bgworker/kafka.o \
+	bgworker/source.o \
+	bgworker/launcher.o \
+	bgworker/consumer.o \
 	bgworker/sql_api.o
 
 MODULEDIR = extension

@@ -1,7 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * adstream.c
- *	  Module entry point: settings (GUCs) and the clock.
+ *	  Module entry point: settings (GUCs), the clock, and the launcher's
+ *	  registration when adstream is preloaded.
  *
  *-------------------------------------------------------------------------
  */
@@ -15,10 +16,12 @@
 #include "utils/timestamp.h"
 
 #include "adstream.h"
+#include "workers.h"
 
 PG_MODULE_MAGIC;
 
 char	   *adstream_clock_override = NULL;
+char	   *adstream_database = NULL;
 
 void		_PG_init(void);
 
@@ -53,5 +56,17 @@ _PG_init(void)
 							   0,
 							   NULL, NULL, NULL);
 
+	DefineCustomStringVariable("adstream.database",
+							   "Database in which adstream's launcher runs the consumer workers.",
+							   "adstream must be installed in it (CREATE EXTENSION adstream).",
+							   &adstream_database,
+							   "postgres",
+							   PGC_POSTMASTER,
+							   0,
+							   NULL, NULL, NULL);
+
 	MarkGUCPrefixReserved("adstream");
+
+	if (process_shared_preload_libraries_in_progress)
+		adstream_register_launcher();
 }

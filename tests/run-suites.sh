@@ -63,7 +63,13 @@ run_tap_suite stream stream/ bash tests/bench/core_bench.sh --check
 echo "# concurrent ingest"
 run_tap_suite concurrent concurrent/ bash tests/concurrent_ingest.sh
 
-# 4. every SQL example of the README runs
+# 4. Kafka end to end, through the embedded Kafka: a clean run, and a run
+#    whose consumer worker is killed with SIGKILL 20 times
+echo "# Kafka"
+run_tap_suite kafka kafka/ bash tests/kafka_stream.sh
+run_tap_suite kafka-kill kafka-kill/ bash tests/kafka_kill.sh
+
+# 5. every SQL example of the README runs
 echo "# README examples"
 run_tap_suite readme "" bash tests/readme_examples.sh
 

@@ -1,0 +1,238 @@
+/*-------------------------------------------------------------------------
+ *
+ * launcher.c
+ *	  The launcher worker: starts at postmaster start (adstream must be in
+ *	  shared_preload_libraries), connects to the database named by
+ *	  adstream.database, and keeps one consumer worker running per enabled
+ *	  pipeline that has a Kafka topic.
+ *
+ * Once a second (sooner when a worker starts or stops, which sets its
+ * latch) it compares the pipelines with the workers it runs:
+ *	- a new or re-enabled pipeline gets a worker;
+ *	- a worker whose pipeline was dropped, disabled or altered is stopped
+ *	  (an altered one is started again on the next round, with the new
+ *	  options);
+ *	- a worker that exited is started again after a backoff that doubles
+ *	  with each consecutive failure, from 1 s up to 60 s, and its exit is
+ *	  logged once per restart.  A worker that has run for a minute counts
+ *	  as healthy again.
+ * When the launcher itself (re)starts, it first stops consumer workers
+ * left from before; an advisory lock per pipeline also keeps any two
+ * consumers of one pipeline from running at once.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/latch.h"
+#include "tcop/tcopprot.h"
+#include "utils/guc.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "source.h"
+#include "workers.h"
+
+#define MAX_PIPELINES 256
+#define HEALTHY_AFTER_MS 60000
+#define MAX_BACKOFF_MS 60000
+
+typedef struct Slot
+{
+	bool		used;
+	int32		pipeline_id;
+	int64		version;		/* of the pipeline the worker was started for */
+	char		name[64];
+	BackgroundWorkerHandle *handle; /* NULL while waiting to (re)start */
+	TimestampTz started_at;
+	int			failures;		/* consecutive exits */
+	TimestampTz next_start;
+} Slot;
+
+static Slot slots[MAX_PIPELINES];
+
+void
+adstream_register_launcher(void)
+{
+	BackgroundWorker bgw;
+
+	memset(&bgw, 0, sizeof(bgw));
+	bgw.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	bgw.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	bgw.bgw_restart_time = 1;
+	snprintf(bgw.bgw_library_name, BGW_MAXLEN, "adstream");
+	snprintf(bgw.bgw_function_name, BGW_MAXLEN, "adstream_launcher_main");
+	snprintf(bgw.bgw_name, BGW_MAXLEN, "adstream launcher");
+	snprintf(bgw.bgw_type, BGW_MAXLEN, "adstream launcher");
+	RegisterBackgroundWorker(&bgw);
+}
+
+static bool
+start_consumer(Slot *s)
+{
+	BackgroundWorker bgw;
+
+	memset(&bgw, 0, sizeof(bgw));
+	bgw.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	bgw.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	bgw.bgw_restart_time = BGW_NEVER_RESTART;	/* the launcher decides */
+	snprintf(bgw.bgw_library_name, BGW_MAXLEN, "adstream");
+	snprintf(bgw.bgw_function_name, BGW_MAXLEN, "adstream_consumer_main");
+	snprintf(bgw.bgw_name, BGW_MAXLEN, "adstream consumer %s", s->name);
+	snprintf(bgw.bgw_type, BGW_MAXLEN, "adstream consumer");
+	bgw.bgw_main_arg = Int32GetDatum(s->pipeline_id);
+	bgw.bgw_notify_pid = MyProcPid;
+	if (!RegisterDynamicBackgroundWorker(&bgw, &s->handle))
+	{
+		s->handle = NULL;
+		ereport(WARNING,
+				(errmsg("adstream: no background worker slot for pipeline \"%s\"", s->name),
+				 errhint("Raise max_worker_processes: adstream needs one per running pipeline plus its launcher.")));
+		return false;
+	}
+	s->started_at = GetCurrentTimestamp();
+	return true;
+}
+
+static void
+stop_consumer(Slot *s)
+{
+	if (s->handle != NULL)
+	{
+		TerminateBackgroundWorker(s->handle);
+		pfree(s->handle);
+		s->handle = NULL;
+	}
+}
+
+/* One round: bring the running workers in line with the pipelines. */
+static void
+reconcile(AdstreamRunnable *want, int nwant)
+{
+	TimestampTz now = GetCurrentTimestamp();
+
+	/* stop workers of pipelines gone, disabled or altered */
+	for (int i = 0; i < MAX_PIPELINES; i++)
+	{
+		Slot	   *s = &slots[i];
+		int			j;
+
+		if (!s->used)
+			continue;
+		for (j = 0; j < nwant && want[j].pipeline_id != s->pipeline_id; j++)
+			;
+		if (j == nwant || want[j].version != s->version)
+		{
+			stop_consumer(s);
+			s->used = false;
+		}
+	}
+
+	/* notice exits; start what is missing, after any backoff */
+	for (int j = 0; j < nwant; j++)
+	{
+		Slot	   *s = NULL;
+		Slot	   *free_slot = NULL;
+
+		for (int i = 0; i < MAX_PIPELINES; i++)
+		{
+			if (slots[i].used && slots[i].pipeline_id == want[j].pipeline_id)
+				s = &slots[i];
+			else if (!slots[i].used && free_slot == NULL)
+				free_slot = &slots[i];
+		}
+		if (s == NULL)
+		{
+			if (free_slot == NULL)
+				continue;
+			s = free_slot;
+			memset(s, 0, sizeof(*s));
+			s->used = true;
+			s->pipeline_id = want[j].pipeline_id;
+			s->version = want[j].version;
+			strlcpy(s->name, want[j].name, sizeof(s->name));
+			s->next_start = now;
+		}
+		if (s->handle != NULL)
+		{
+			pid_t		pid;
+
+			if (GetBackgroundWorkerPid(s->handle, &pid) != BGWH_STOPPED)
+			{
+				if (TimestampDifferenceExceeds(s->started_at, now, HEALTHY_AFTER_MS))
+					s->failures = 0;
+				continue;
+			}
+			pfree(s->handle);
+			s->handle = NULL;
+			s->failures++;
+			{
+				int			backoff = MAX_BACKOFF_MS;
+
+				if (s->failures <= 6)
+					backoff = Min(MAX_BACKOFF_MS, 1000 << (s->failures - 1));
+				s->next_start = TimestampTzPlusMilliseconds(now, backoff);
+				ereport(LOG,
+						(errmsg("adstream: consumer of pipeline \"%s\" exited; starting it again in %d ms",
+								s->name, backoff)));
+			}
+		}
+		if (s->handle == NULL && now >= s->next_start)
+			start_consumer(s);
+	}
+}
+
+void
+adstream_launcher_main(Datum main_arg)
+{
+	AdstreamRunnable *want = palloc(sizeof(AdstreamRunnable) * MAX_PIPELINES);
+	bool		first = true;
+
+	pqsignal(SIGTERM, die);
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnection(adstream_database, NULL, 0);
+	pgstat_report_appname("adstream launcher");
+
+	for (;;)
+	{
+		int			nwant;
+
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+
+		SetCurrentStatementStartTimestamp();
+		StartTransactionCommand();
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "adstream: SPI_connect failed");
+		PushActiveSnapshot(GetTransactionSnapshot());
+		pgstat_report_activity(STATE_RUNNING, "adstream: checking pipelines");
+		if (first)
+		{
+			adstream_terminate_stale_consumers();
+			first = false;
+		}
+		nwant = adstream_runnable_pipelines(want, MAX_PIPELINES);
+		SPI_finish();
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+		pgstat_report_stat(false);
+		pgstat_report_activity(STATE_IDLE, NULL);
+
+		reconcile(want, Max(nwant, 0));
+
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 1000L, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+}

@@ -1,0 +1,151 @@
+/*-------------------------------------------------------------------------
+ *
+ * source.c
+ *	  What the background workers read from adstream's tables (see
+ *	  source.h).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+
+#include "source.h"
+
+static void
+check_spi(int rc, const char *what)
+{
+	if (rc < 0)
+		elog(ERROR, "adstream: %s failed: %s", what, SPI_result_code_string(rc));
+}
+
+int
+adstream_runnable_pipelines(AdstreamRunnable *out, int max)
+{
+	int			n = 0;
+
+	check_spi(SPI_execute("SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'adstream'",
+						  true, 1), "extension lookup");
+	if (SPI_processed == 0)
+		return -1;
+	check_spi(SPI_execute("SELECT id, (extract(epoch FROM updated_at) * 1000000)::int8, name"
+						  " FROM adstream.pipeline"
+						  " WHERE enabled AND topic IS NOT NULL ORDER BY id",
+						  true, 0), "pipeline list");
+	for (uint64 r = 0; r < SPI_processed && n < max; r++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[r];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+
+		out[n].pipeline_id = DatumGetInt32(SPI_getbinval(tup, desc, 1, &isnull));
+		out[n].version = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
+		strlcpy(out[n].name, SPI_getvalue(tup, desc, 3), sizeof(out[n].name));
+		n++;
+	}
+	return n;
+}
+
+bool
+adstream_load_source(int32 pipeline_id, AdstreamSource *src, MemoryContext mcxt)
+{
+	Oid			argtypes[1] = {INT4OID};
+	Datum		args[1];
+	HeapTuple	tup;
+	TupleDesc	desc;
+	bool		isnull;
+
+	args[0] = Int32GetDatum(pipeline_id);
+	check_spi(SPI_execute_with_args("SELECT name, topic, bootstrap_servers, start_from = 'latest',"
+									" batch_size,"
+									" (extract(epoch FROM batch_time) * 1000)::int4,"
+									" (extract(epoch FROM updated_at) * 1000000)::int8"
+									" FROM adstream.pipeline"
+									" WHERE id = $1 AND enabled AND topic IS NOT NULL",
+									1, argtypes, args, NULL, true, 1),
+			  "pipeline source");
+	if (SPI_processed == 0)
+		return false;
+	tup = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	src->pipeline_id = pipeline_id;
+	src->name = MemoryContextStrdup(mcxt, SPI_getvalue(tup, desc, 1));
+	src->topic = MemoryContextStrdup(mcxt, SPI_getvalue(tup, desc, 2));
+	src->bootstrap_servers = MemoryContextStrdup(mcxt, SPI_getvalue(tup, desc, 3));
+	src->start_latest = DatumGetBool(SPI_getbinval(tup, desc, 4, &isnull));
+	src->batch_size = DatumGetInt32(SPI_getbinval(tup, desc, 5, &isnull));
+	src->batch_time_ms = Max(DatumGetInt32(SPI_getbinval(tup, desc, 6, &isnull)), 1);
+	src->version = DatumGetInt64(SPI_getbinval(tup, desc, 7, &isnull));
+
+	check_spi(SPI_execute_with_args("SELECT key, value FROM adstream.pipeline,"
+									" jsonb_each_text(kafka_properties) WHERE id = $1",
+									1, argtypes, args, NULL, true, 0),
+			  "pipeline properties");
+	src->nprops = (int) SPI_processed;
+	src->prop_names = MemoryContextAlloc(mcxt, sizeof(char *) * Max(src->nprops, 1));
+	src->prop_values = MemoryContextAlloc(mcxt, sizeof(char *) * Max(src->nprops, 1));
+	for (int i = 0; i < src->nprops; i++)
+	{
+		src->prop_names[i] = MemoryContextStrdup(mcxt, SPI_getvalue(SPI_tuptable->vals[i],
+																	SPI_tuptable->tupdesc, 1));
+		src->prop_values[i] = MemoryContextStrdup(mcxt, SPI_getvalue(SPI_tuptable->vals[i],
+																	 SPI_tuptable->tupdesc, 2));
+	}
+	return true;
+}
+
+void
+adstream_load_offsets(int32 pipeline_id, const char *topic, int64 *offsets, int nparts)
+{
+	Oid			argtypes[2] = {INT4OID, TEXTOID};
+	Datum		args[2];
+
+	for (int p = 0; p < nparts; p++)
+		offsets[p] = -1;
+	args[0] = Int32GetDatum(pipeline_id);
+	args[1] = CStringGetTextDatum(topic);
+	check_spi(SPI_execute_with_args("SELECT partition, next_offset FROM adstream.consumed_offset"
+									" WHERE pipeline_id = $1 AND topic = $2",
+									2, argtypes, args, NULL, true, 0),
+			  "stored offsets");
+	for (uint64 r = 0; r < SPI_processed; r++)
+	{
+		bool		isnull;
+		int32		p = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[r],
+													SPI_tuptable->tupdesc, 1, &isnull));
+
+		if (p >= 0 && p < nparts)
+			offsets[p] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[r],
+													 SPI_tuptable->tupdesc, 2, &isnull));
+	}
+}
+
+bool
+adstream_claim_pipeline(int32 pipeline_id)
+{
+	Oid			argtypes[2] = {INT4OID, INT4OID};
+	Datum		args[2];
+	bool		isnull;
+
+	args[0] = Int32GetDatum(ADSTREAM_LOCK_CLASS);
+	args[1] = Int32GetDatum(pipeline_id);
+	check_spi(SPI_execute_with_args("SELECT pg_catalog.pg_try_advisory_lock($1, $2)",
+									2, argtypes, args, NULL, false, 1),
+			  "pipeline claim");
+	return DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+									  1, &isnull));
+}
+
+void
+adstream_terminate_stale_consumers(void)
+{
+	check_spi(SPI_execute("SELECT pg_catalog.pg_terminate_backend(pid)"
+						  " FROM pg_catalog.pg_stat_activity"
+						  " WHERE backend_type = 'adstream consumer'"
+						  " AND datname = pg_catalog.current_database()"
+						  " AND pid <> pg_catalog.pg_backend_pid()",
+						  false, 0), "stale consumer cleanup");
+}

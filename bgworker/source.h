@@ -1,0 +1,72 @@
+/*-------------------------------------------------------------------------
+ *
+ * source.h
+ *	  What the background workers read from adstream's tables: which
+ *	  pipelines should run, a pipeline's Kafka source, and its stored
+ *	  offsets.  All through SPI; callers hold a transaction and SPI.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef ADSTREAM_SOURCE_H
+#define ADSTREAM_SOURCE_H
+
+#include "postgres.h"
+
+/* A pipeline the launcher should run a consumer worker for. */
+typedef struct AdstreamRunnable
+{
+	int32		pipeline_id;
+	int64		version;		/* changes whenever the pipeline is altered */
+	char		name[64];
+} AdstreamRunnable;
+
+/* The Kafka source of a pipeline. */
+typedef struct AdstreamSource
+{
+	int32		pipeline_id;
+	char	   *name;
+	char	   *topic;
+	char	   *bootstrap_servers;
+	bool		start_latest;
+	int			nprops;
+	char	  **prop_names;
+	char	  **prop_values;
+	int			batch_size;
+	int			batch_time_ms;
+	int64		version;
+} AdstreamSource;
+
+/*
+ * The enabled pipelines with a Kafka topic, at most max of them, into out.
+ * Returns their number, or -1 if the extension is not installed in this
+ * database.
+ */
+extern int	adstream_runnable_pipelines(AdstreamRunnable *out, int max);
+
+/*
+ * Load a pipeline's source by id, its strings allocated in mcxt.  Returns
+ * false if the pipeline is gone, disabled or has no topic.
+ */
+extern bool adstream_load_source(int32 pipeline_id, AdstreamSource *src,
+								 MemoryContext mcxt);
+
+/*
+ * The stored next offsets of the pipeline's partitions of topic:
+ * offsets[p] for p < nparts, or -1 where none is stored.
+ */
+extern void adstream_load_offsets(int32 pipeline_id, const char *topic,
+								  int64 *offsets, int nparts);
+
+/*
+ * Claim the pipeline for this backend until it exits (a session-level
+ * advisory lock on (ADSTREAM_LOCK_CLASS, pipeline id)), so that at most one
+ * consumer worker ever runs per pipeline.  Returns false if another
+ * backend holds it.
+ */
+#define ADSTREAM_LOCK_CLASS 0x61647374	/* "adst" */
+extern bool adstream_claim_pipeline(int32 pipeline_id);
+
+/* Terminate consumer workers of this database left from an earlier launcher. */
+extern void adstream_terminate_stale_consumers(void);
+
+#endif							/* ADSTREAM_SOURCE_H */
