@@ -18,6 +18,7 @@ OBJS = \
 	bgworker/source.o \
 	bgworker/launcher.o \
 	bgworker/consumer.o \
+	bgworker/status.o \
 	bgworker/sql_api.o
 
 MODULEDIR = extension

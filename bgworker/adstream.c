@@ -16,6 +16,7 @@
 #include "utils/timestamp.h"
 
 #include "adstream.h"
+#include "status.h"
 #include "workers.h"
 
 PG_MODULE_MAGIC;
@@ -68,5 +69,8 @@ _PG_init(void)
 	MarkGUCPrefixReserved("adstream");
 
 	if (process_shared_preload_libraries_in_progress)
+	{
+		adstream_status_init();
 		adstream_register_launcher();
+	}
 }

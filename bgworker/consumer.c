@@ -40,6 +40,7 @@
 #include "core.h"
 #include "kafka.h"
 #include "source.h"
+#include "status.h"
 #include "workers.h"
 
 /* Payload bytes that close a batch early (dead letters travel as one array). */
@@ -61,6 +62,8 @@ typedef struct Consumer
 	TimestampTz last_partition_check;
 	char		last_logged_error[512];
 	TimestampTz last_error_log;
+	AdstreamWorkerStatus *status;	/* NULL if shared memory is missing */
+	TimestampTz last_end_offsets;
 } Consumer;
 
 static void
@@ -89,6 +92,7 @@ note_kafka_error(Consumer *c, const char *err)
 {
 	TimestampTz now = GetCurrentTimestamp();
 
+	adstream_status_error(c->status, err);
 	if (strcmp(err, c->last_logged_error) == 0 &&
 		!TimestampDifferenceExceeds(c->last_error_log, now, ERROR_LOG_INTERVAL_MS))
 		return;
@@ -140,10 +144,24 @@ assign_partitions(Consumer *c)
 			(errmsg("adstream: pipeline \"%s\" consumes %d partition(s) of topic \"%s\"",
 					c->src.name, nparts, c->src.topic)));
 	c->nparts = nparts;
+	adstream_status_state(c->status, "consuming");
 	pfree(stored);
 	pfree(parts);
 	pfree(offsets);
 	return true;
+}
+
+/* Publish the partitions' end offsets (as last seen) for the lag. */
+static void
+report_end_offsets(Consumer *c)
+{
+	int64	   *ends = palloc(sizeof(int64) * c->nparts);
+
+	for (int p = 0; p < c->nparts; p++)
+		ends[p] = adstream_kafka_end_offset(c->kafka, c->src.topic, p);
+	adstream_status_end_offsets(c->status, c->nparts, ends);
+	c->last_end_offsets = GetCurrentTimestamp();
+	pfree(ends);
 }
 
 /* Kafka milliseconds to a timestamp, if within the years 1970..9999. */
@@ -180,17 +198,34 @@ apply_batch(Consumer *c)
 		msgs[i].has_kafka_ts = k->has_timestamp && kafka_time(k->timestamp_ms, &msgs[i].kafka_ts);
 	}
 
-	in_transaction_begin();
-	pgstat_report_activity(STATE_RUNNING, "adstream: applying a batch");
-	if (!adstream_load_pipeline(c->src.name, &pl) || pl.id != c->src.pipeline_id)
+	adstream_status_state(c->status, "applying");
+	PG_TRY();
 	{
-		ereport(LOG,
-				(errmsg("adstream: pipeline \"%s\" was dropped; its consumer stops",
-						c->src.name)));
-		proc_exit(0);
+		in_transaction_begin();
+		pgstat_report_activity(STATE_RUNNING, "adstream: applying a batch");
+		if (!adstream_load_pipeline(c->src.name, &pl) || pl.id != c->src.pipeline_id)
+		{
+			ereport(LOG,
+					(errmsg("adstream: pipeline \"%s\" was dropped; its consumer stops",
+							c->src.name)));
+			proc_exit(0);
+		}
+		adstream_process_batch(&pl, msgs, c->n, &res);
+		in_transaction_end();
 	}
-	adstream_process_batch(&pl, msgs, c->n, &res);
-	in_transaction_end();
+	PG_CATCH();
+	{
+		/* keep the reason for the status view; the worker then exits */
+		MemoryContext ecxt = MemoryContextSwitchTo(ErrorContext);
+		ErrorData  *edata = CopyErrorData();
+
+		MemoryContextSwitchTo(ecxt);
+		adstream_status_error(c->status, edata->message);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	adstream_status_batch(c->status, c->n, &res);
+	adstream_status_state(c->status, "consuming");
 
 	/* committed: tell the group, for lag tools only */
 	for (int i = 0; i < c->n; i++)
@@ -247,6 +282,8 @@ adstream_consumer_main(Datum main_arg)
 	if (!claimed)
 		proc_exit(0);			/* gone, disabled, or consumed by another worker */
 	pgstat_report_appname(psprintf("adstream consumer %s", c.src.name));
+	c.status = adstream_status_attach(pipeline_id);
+	adstream_status_state(c.status, "connecting");
 
 	snprintf(group, sizeof(group), "adstream-%s", c.src.name);
 	c.kafka = adstream_kafka_consumer_new(c.src.bootstrap_servers, group,
@@ -279,6 +316,10 @@ adstream_consumer_main(Datum main_arg)
 			(c.nparts == 0 ||
 			 TimestampDifferenceExceeds(c.last_partition_check, now, PARTITION_CHECK_MS)))
 			assign_partitions(&c);
+
+		if (c.nparts > 0 &&
+			TimestampDifferenceExceeds(c.last_end_offsets, now, 1000))
+			report_end_offsets(&c);
 
 		if (c.nparts > 0)
 		{

@@ -256,13 +256,14 @@ adstream_kafka_commit_async(AdstreamKafkaConsumer *c, const char *topic,
 
 int64_t
 adstream_kafka_end_offset(AdstreamKafkaConsumer *c, const char *topic,
-						  int32_t partition, int timeout_ms)
+						  int32_t partition)
 {
 	int64_t		lo,
 				hi;
 
-	if (rd_kafka_query_watermark_offsets(c->rk, topic, partition, &lo, &hi,
-										 timeout_ms) != RD_KAFKA_RESP_ERR_NO_ERROR)
+	/* cached from the latest fetch responses: never waits for the broker */
+	if (rd_kafka_get_watermark_offsets(c->rk, topic, partition, &lo, &hi) !=
+		RD_KAFKA_RESP_ERR_NO_ERROR || hi < 0)
 		return -1;
 	return hi;
 }

@@ -88,9 +88,12 @@ extern void adstream_kafka_commit_async(AdstreamKafkaConsumer *c, const char *to
 										const int32_t *parts, const int64_t *next,
 										int n);
 
-/* The broker's end offset (high watermark) of a partition, or -1. */
+/*
+ * The broker's end offset (high watermark) of a partition as of the latest
+ * fetch response, or -1 if not known yet.  Never waits.
+ */
 extern int64_t adstream_kafka_end_offset(AdstreamKafkaConsumer *c, const char *topic,
-										 int32_t partition, int timeout_ms);
+										 int32_t partition);
 
 extern void adstream_kafka_close(AdstreamKafkaConsumer *c);
 

@@ -23,9 +23,11 @@
 
 #include "core.h"
 #include "kafka.h"
+#include "status.h"
 
 PG_FUNCTION_INFO_V1(adstream_ingest);
 PG_FUNCTION_INFO_V1(adstream_check_kafka_properties);
+PG_FUNCTION_INFO_V1(adstream_worker_status);
 
 /* Deconstruct a one-dimensional array argument; n is its length. */
 static void
@@ -240,4 +242,55 @@ adstream_check_kafka_properties(PG_FUNCTION_ARGS)
 					 errmsg("invalid Kafka property \"%s\": %s", name, err)));
 	}
 	PG_RETURN_VOID();
+}
+
+/*
+ * adstream._worker_status(): what the consumer workers report, one row per
+ * (pipeline, partition whose end offset is known), or one row with a NULL
+ * partition while none is.  No rows when adstream is not preloaded.
+ */
+Datum
+adstream_worker_status(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	int			n;
+	AdstreamWorkerStatus *ws;
+
+	InitMaterializedSRF(fcinfo, 0);
+	ws = adstream_status_snapshot(&n);
+	for (int i = 0; i < n; i++)
+	{
+		AdstreamWorkerStatus *w = &ws[i];
+		int			nrows = Max(w->nparts, 1);
+
+		for (int p = 0; p < nrows; p++)
+		{
+			Datum		values[15];
+			bool		nulls[15] = {0};
+
+			values[0] = Int32GetDatum(w->pipeline_id);
+			values[1] = Int32GetDatum(w->pid);
+			nulls[1] = w->pid == 0;
+			values[2] = CStringGetTextDatum(w->state);
+			values[3] = TimestampTzGetDatum(w->started_at);
+			values[4] = Int64GetDatum(w->batches);
+			values[5] = Int64GetDatum(w->messages);
+			values[6] = Int64GetDatum(w->accepted);
+			values[7] = Int64GetDatum(w->duplicates);
+			values[8] = Int64GetDatum(w->rejected);
+			values[9] = Int64GetDatum(w->skipped);
+			values[10] = TimestampTzGetDatum(w->last_commit);
+			nulls[10] = w->last_commit == 0;
+			values[11] = CStringGetTextDatum(w->last_error);
+			nulls[11] = w->last_error[0] == '\0';
+			values[12] = TimestampTzGetDatum(w->last_error_at);
+			nulls[12] = w->last_error_at == 0;
+			values[13] = Int32GetDatum(p);
+			nulls[13] = w->nparts == 0;
+			values[14] = Int64GetDatum(w->nparts > 0 ? w->end_offset[p] : -1);
+			nulls[14] = w->nparts == 0 || w->end_offset[p] < 0;
+			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+		}
+	}
+	return (Datum) 0;
 }

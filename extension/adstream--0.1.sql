@@ -653,6 +653,65 @@ SELECT p.name AS pipeline,
 COMMENT ON VIEW adstream.ad_daily_stats IS
 	'Per-ad daily rollup of adstream.ad_minute_stats (days in UTC).';
 
+CREATE FUNCTION adstream._worker_status()
+RETURNS TABLE (
+	pipeline_id integer,
+	pid integer,
+	state text,
+	started_at timestamptz,
+	batches bigint,
+	messages bigint,
+	accepted bigint,
+	duplicates bigint,
+	rejected bigint,
+	skipped bigint,
+	last_commit timestamptz,
+	last_error text,
+	last_error_at timestamptz,
+	partition integer,
+	end_offset bigint)
+AS 'MODULE_PATHNAME', 'adstream_worker_status'
+LANGUAGE C
+VOLATILE
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION adstream._worker_status() IS
+	'Internal: what the consumer workers report in shared memory, per pipeline and partition (see adstream.pipeline_status).';
+
+CREATE VIEW adstream.pipeline_status AS
+WITH w AS (SELECT * FROM adstream._worker_status()),
+	 worker AS (SELECT DISTINCT ON (w.pipeline_id) * FROM w ORDER BY w.pipeline_id)
+SELECT p.name AS pipeline,
+	   p.topic,
+	   parts.partition,
+	   worker.pid AS worker_pid,
+	   CASE WHEN worker.pid IS NOT NULL THEN worker.state
+			WHEN p.topic IS NULL THEN 'no topic'
+			WHEN NOT p.enabled THEN 'disabled'
+			ELSE 'not running' END AS worker_state,
+	   o.next_offset,
+	   e.end_offset,
+	   greatest(e.end_offset - coalesce(o.next_offset, 0), 0) AS lag,
+	   worker.accepted,
+	   worker.duplicates,
+	   worker.rejected,
+	   worker.batches,
+	   worker.last_commit,
+	   worker.last_error,
+	   worker.last_error_at
+  FROM adstream.pipeline AS p
+  LEFT JOIN LATERAL (
+		SELECT co.partition FROM adstream.consumed_offset AS co
+		 WHERE co.pipeline_id = p.id AND co.topic = p.topic
+		UNION
+		SELECT w.partition FROM w
+		 WHERE w.pipeline_id = p.id AND w.partition IS NOT NULL) AS parts ON true
+  LEFT JOIN adstream.consumed_offset AS o
+	ON o.pipeline_id = p.id AND o.topic = p.topic AND o.partition = parts.partition
+  LEFT JOIN w AS e ON e.pipeline_id = p.id AND e.partition = parts.partition
+  LEFT JOIN worker ON worker.pipeline_id = p.id;
+COMMENT ON VIEW adstream.pipeline_status IS
+	'Per pipeline and partition: the consumer worker''s pid and state, the stored next offset, the broker''s end offset and the lag, and the worker''s counters (since the server started), last commit and last error. Counters are per pipeline, repeated on each of its partitions.';
+
 CREATE VIEW adstream.dead_letter_summary AS
 SELECT p.name AS pipeline,
 	   d.reason,

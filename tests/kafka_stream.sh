@@ -66,11 +66,37 @@ else
 	tail -20 "$work/pg/server.log"
 fi
 
+# the status view: a running worker, every partition caught up, and counters
+# that equal ground truth (the lag shows once the cached end offsets are in)
+status_ok=0
+for _ in $(seq 1 100); do
+	if [ "$("${psql_cmd[@]}" -c "
+		SELECT count(*) = 4
+		   AND bool_and(worker_state = 'consuming' AND worker_pid IS NOT NULL)
+		   AND bool_and(end_offset = next_offset AND lag = 0)
+		   AND min(accepted) = (SELECT count(*) FROM truth WHERE status = 'accepted')
+		   AND min(rejected) = (SELECT count(*) FROM truth WHERE status = 'rejected')
+		   AND min(duplicates) = (SELECT count(*) FROM truth WHERE status = 'duplicate')
+		   AND min(batches) > 0 AND bool_and(last_commit IS NOT NULL)
+		  FROM adstream.pipeline_status WHERE pipeline = 'stream'")" = t ]; then
+		status_ok=1
+		break
+	fi
+	sleep 0.1
+done
+if [ "$status_ok" -eq 1 ]; then
+	echo "ok - pipeline_status shows the worker consuming, no lag, and counts equal to ground truth"
+else
+	echo "not ok - pipeline_status shows the worker consuming, no lag, and counts equal to ground truth"
+	"${psql_cmd[@]}" -c "SELECT * FROM adstream.pipeline_status"
+fi
+
 "${psql_cmd[@]}" -c "SELECT adstream.fold_minute_stats(100000000)" >/dev/null
 "${psql_cmd[@]}" -f "$src/tests/lib/truth_checks.sql" >"$work/check.txt" 2>&1
 cat "$work/check.txt"
 check=$(grep -c '^ok' "$work/check.txt")
-if [ "$caught_up" -eq 1 ] && [ "$check" -eq 7 ] && ! grep -q '^not ok' "$work/check.txt"; then
+if [ "$caught_up" -eq 1 ] && [ "$status_ok" -eq 1 ] && [ "$check" -eq 7 ] &&
+	! grep -q '^not ok' "$work/check.txt"; then
 	exit 0
 fi
 exit 1

@@ -1,0 +1,183 @@
+/*-------------------------------------------------------------------------
+ *
+ * status.c
+ *	  Worker status in shared memory (see status.h).  One LWLock guards the
+ *	  slots; a worker holds it only to copy a few fields.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "miscadmin.h"
+#include "storage/ipc.h"
+#include "storage/lwlock.h"
+#include "storage/shmem.h"
+#include "utils/timestamp.h"
+
+#include "status.h"
+
+typedef struct StatusShared
+{
+	LWLock	   *lock;
+	AdstreamWorkerStatus slots[ADSTREAM_STATUS_SLOTS];
+} StatusShared;
+
+static StatusShared *shared = NULL;
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+
+static void
+status_shmem_request(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+	RequestAddinShmemSpace(MAXALIGN(sizeof(StatusShared)));
+	RequestNamedLWLockTranche("adstream", 1);
+}
+
+static void
+status_shmem_startup(void)
+{
+	bool		found;
+
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	shared = ShmemInitStruct("adstream status", sizeof(StatusShared), &found);
+	if (!found)
+	{
+		memset(shared, 0, sizeof(StatusShared));
+		shared->lock = &(GetNamedLWLockTranche("adstream"))->lock;
+	}
+	LWLockRelease(AddinShmemInitLock);
+}
+
+void
+adstream_status_init(void)
+{
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = status_shmem_request;
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = status_shmem_startup;
+}
+
+/* before_shmem_exit: the worker is gone. */
+static void
+status_detach(int code, Datum arg)
+{
+	AdstreamWorkerStatus *ws = (AdstreamWorkerStatus *) DatumGetPointer(arg);
+
+	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+	if (ws->pid == MyProcPid)
+	{
+		ws->pid = 0;
+		strlcpy(ws->state, "stopped", sizeof(ws->state));
+	}
+	LWLockRelease(shared->lock);
+}
+
+AdstreamWorkerStatus *
+adstream_status_attach(int32 pipeline_id)
+{
+	AdstreamWorkerStatus *ws = NULL;
+
+	if (shared == NULL)
+		return NULL;
+	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+	for (int i = 0; i < ADSTREAM_STATUS_SLOTS && ws == NULL; i++)
+		if (shared->slots[i].pipeline_id == pipeline_id)
+			ws = &shared->slots[i];
+	/* a free slot, or one of a pipeline whose worker is gone */
+	for (int i = 0; i < ADSTREAM_STATUS_SLOTS && ws == NULL; i++)
+		if (shared->slots[i].pipeline_id == 0)
+			ws = &shared->slots[i];
+	for (int i = 0; i < ADSTREAM_STATUS_SLOTS && ws == NULL; i++)
+		if (shared->slots[i].pid == 0)
+		{
+			ws = &shared->slots[i];
+			memset(ws, 0, sizeof(*ws));
+		}
+	if (ws != NULL)
+	{
+		if (ws->pipeline_id != pipeline_id)
+		{
+			memset(ws, 0, sizeof(*ws));
+			ws->pipeline_id = pipeline_id;
+		}
+		ws->pid = MyProcPid;
+		ws->started_at = GetCurrentTimestamp();
+		strlcpy(ws->state, "starting", sizeof(ws->state));
+	}
+	LWLockRelease(shared->lock);
+	if (ws != NULL)
+		before_shmem_exit(status_detach, PointerGetDatum(ws));
+	return ws;
+}
+
+void
+adstream_status_state(AdstreamWorkerStatus *ws, const char *state)
+{
+	if (ws == NULL)
+		return;
+	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+	strlcpy(ws->state, state, sizeof(ws->state));
+	LWLockRelease(shared->lock);
+}
+
+void
+adstream_status_batch(AdstreamWorkerStatus *ws, int messages,
+					  const AdstreamBatchResult *res)
+{
+	if (ws == NULL)
+		return;
+	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+	ws->batches++;
+	ws->messages += messages;
+	ws->accepted += res->accepted;
+	ws->duplicates += res->duplicates;
+	ws->rejected += res->rejected;
+	ws->skipped += res->skipped;
+	ws->last_commit = GetCurrentTimestamp();
+	LWLockRelease(shared->lock);
+}
+
+void
+adstream_status_error(AdstreamWorkerStatus *ws, const char *error)
+{
+	if (ws == NULL)
+		return;
+	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+	strlcpy(ws->last_error, error, sizeof(ws->last_error));
+	ws->last_error_at = GetCurrentTimestamp();
+	LWLockRelease(shared->lock);
+}
+
+void
+adstream_status_end_offsets(AdstreamWorkerStatus *ws, int nparts,
+							const int64 *end_offsets)
+{
+	if (ws == NULL)
+		return;
+	nparts = Min(nparts, ADSTREAM_STATUS_PARTITIONS);
+	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+	ws->nparts = nparts;
+	memcpy(ws->end_offset, end_offsets, sizeof(int64) * nparts);
+	LWLockRelease(shared->lock);
+}
+
+AdstreamWorkerStatus *
+adstream_status_snapshot(int *n)
+{
+	AdstreamWorkerStatus *copy;
+
+	*n = 0;
+	if (shared == NULL)
+		return NULL;
+	copy = palloc(sizeof(AdstreamWorkerStatus) * ADSTREAM_STATUS_SLOTS);
+	LWLockAcquire(shared->lock, LW_SHARED);
+	for (int i = 0; i < ADSTREAM_STATUS_SLOTS; i++)
+		if (shared->slots[i].pipeline_id != 0)
+			copy[(*n)++] = shared->slots[i];
+	LWLockRelease(shared->lock);
+	return copy;
+}

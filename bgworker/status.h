@@ -1,0 +1,59 @@
+/*-------------------------------------------------------------------------
+ *
+ * status.h
+ *	  What the consumer workers report about themselves, in shared memory
+ *	  (adstream must be preloaded), for the adstream.pipeline_status view.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef ADSTREAM_STATUS_H
+#define ADSTREAM_STATUS_H
+
+#include "postgres.h"
+
+#include "datatype/timestamp.h"
+
+#include "adstream.h"
+
+#define ADSTREAM_STATUS_SLOTS 64		/* pipelines with a worker */
+#define ADSTREAM_STATUS_PARTITIONS 256	/* end offsets kept per pipeline */
+
+typedef struct AdstreamWorkerStatus
+{
+	int32		pipeline_id;	/* 0: free slot */
+	int			pid;			/* 0: no worker running */
+	char		state[32];
+	TimestampTz started_at;
+	int64		batches;		/* counters since the server started */
+	int64		messages;
+	int64		accepted;
+	int64		duplicates;
+	int64		rejected;
+	int64		skipped;
+	TimestampTz last_commit;	/* 0 if none */
+	char		last_error[256];
+	TimestampTz last_error_at;	/* 0 if none */
+	int			nparts;
+	int64		end_offset[ADSTREAM_STATUS_PARTITIONS]; /* -1 if unknown */
+} AdstreamWorkerStatus;
+
+/* Shared memory hooks; from _PG_init when preloaded. */
+extern void adstream_status_init(void);
+
+/* Claim (or take back) the pipeline's slot for this worker; NULL if none. */
+extern AdstreamWorkerStatus *adstream_status_attach(int32 pipeline_id);
+
+extern void adstream_status_state(AdstreamWorkerStatus *ws, const char *state);
+extern void adstream_status_batch(AdstreamWorkerStatus *ws, int messages,
+								  const AdstreamBatchResult *res);
+extern void adstream_status_error(AdstreamWorkerStatus *ws, const char *error);
+extern void adstream_status_end_offsets(AdstreamWorkerStatus *ws, int nparts,
+										const int64 *end_offsets);
+
+/*
+ * A copy of every used slot, for the status view; *n is their number.
+ * Returns NULL (n = 0) when adstream is not preloaded.
+ */
+extern AdstreamWorkerStatus *adstream_status_snapshot(int *n);
+
+#endif							/* ADSTREAM_STATUS_H */
