@@ -69,7 +69,11 @@ echo "# Kafka"
 run_tap_suite kafka kafka/ bash tests/kafka_stream.sh
 run_tap_suite kafka-kill kafka-kill/ bash tests/kafka_kill.sh
 
-# 5. every SQL example of the README runs
+# 5. the README's demo command, briefly
+echo "# demo"
+run_tap_suite demo demo/ bash tests/demo_smoke.sh
+
+# 6. every SQL example of the README runs
 echo "# README examples"
 run_tap_suite readme "" bash tests/readme_examples.sh
 

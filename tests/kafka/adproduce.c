@@ -8,7 +8,9 @@
  *             [--rate N] [--messages FILE] [--truth FILE]
  *
  * --rate N paces the stream at N messages per second of wall-clock time
- * (default 0: as fast as the broker takes them).  The producer is
+ * (default 0: as fast as the broker takes them); the generator then also
+ * spaces Kafka timestamps at N per second, from now unless --start-ms is
+ * given, so the stream looks live.  The producer is
  * idempotent, so each partition receives its messages once and in order:
  * on a fresh topic the offsets are the generator's offsets.  Exits 0 once
  * every message is acknowledged, 1 on any delivery error.
@@ -99,6 +101,7 @@ main(int argc, char **argv)
     const char *messages_path = NULL;
     const char *truth_path = NULL;
     double rate = 0;
+    int start_given = 0;
     rd_kafka_conf_t *conf;
     rd_kafka_t *rk;
     FILE *messages_f;
@@ -142,13 +145,37 @@ main(int argc, char **argv)
                 fprintf(stderr, "adproduce: --rate must be a number >= 0\n");
                 return 2;
             }
+            if (rate >= 1 && adgen_options_set(&o, "rate", v, err, sizeof(err)) != 1)
+            {
+                fprintf(stderr, "adproduce: --rate: %s\n", err);
+                return 2;
+            }
         }
-        else if ((r = adgen_options_set(&o, a + 2, v, err, sizeof(err))) != 1)
+        else
         {
-            if (r == 0)
-                fprintf(stderr, "adproduce: unknown option %s\n", a);
-            else
-                fprintf(stderr, "adproduce: %s\n", err);
+            if (strcmp(a, "--start-ms") == 0)
+                start_given = 1;
+            if ((r = adgen_options_set(&o, a + 2, v, err, sizeof(err))) != 1)
+            {
+                if (r == 0)
+                    fprintf(stderr, "adproduce: unknown option %s\n", a);
+                else
+                    fprintf(stderr, "adproduce: %s\n", err);
+                return 2;
+            }
+        }
+    }
+    if (rate > 0 && !start_given)
+    {
+        struct timespec now;
+        char ms[32];
+
+        clock_gettime(CLOCK_REALTIME, &now);
+        snprintf(ms, sizeof(ms), "%lld",
+                 (long long) now.tv_sec * 1000 + now.tv_nsec / 1000000);
+        if (adgen_options_set(&o, "start-ms", ms, err, sizeof(err)) != 1)
+        {
+            fprintf(stderr, "adproduce: %s\n", err);
             return 2;
         }
     }
@@ -167,7 +194,13 @@ main(int argc, char **argv)
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = on_signal;
     sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
+    /* a background job of a script ignores Ctrl-C: leave it to the script */
+    {
+        struct sigaction old;
+
+        if (sigaction(SIGINT, NULL, &old) == 0 && old.sa_handler != SIG_IGN)
+            sigaction(SIGINT, &sa, NULL);
+    }
 
     conf = rd_kafka_conf_new();
     if (rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap, err, sizeof(err)) ||

@@ -329,7 +329,13 @@ main(int argc, char **argv)
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = on_signal;
     sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
+    /* a background job of a script ignores Ctrl-C: leave it to the script */
+    {
+        struct sigaction old;
+
+        if (sigaction(SIGINT, NULL, &old) == 0 && old.sa_handler != SIG_IGN)
+            sigaction(SIGINT, &sa, NULL);
+    }
     signal(SIGPIPE, SIG_IGN);
 
     /* the cluster needs a client handle for its bookkeeping */

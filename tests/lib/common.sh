@@ -20,7 +20,8 @@ adstream_install_and_build() {
 
 # Run "$src/$script args..." as an unprivileged user in a scratch copy of the
 # tree, so the checkout stays clean and root never starts PostgreSQL.  The
-# copy is removed after a successful run and kept (and named) after a failure.
+# copy is removed after a successful or interrupted (Ctrl-C or SIGTERM) run,
+# and kept (and named) after a failure.
 adstream_run_unprivileged() {
 	local src=$1 script=$2
 	shift 2
@@ -34,7 +35,7 @@ adstream_run_unprivileged() {
 	else
 		ADSTREAM_SRC="$src" bash "$work/$script" "$@" || rc=$?
 	fi
-	if [ "$rc" -eq 0 ]; then
+	if [ "$rc" -eq 0 ] || [ "$rc" -eq 130 ] || [ "$rc" -eq 143 ]; then
 		rm -rf "$work"
 	else
 		echo "# scratch tree kept for inspection: $work"

@@ -33,9 +33,15 @@ adstream_kafka_cmd() {
 	[ "${reply%% *}" = ok ]
 }
 
+# adstream_kafka_stop DIR: stop it and wait (up to 10 s) until it is gone.
 adstream_kafka_stop() {
-	local dir=$1
+	local dir=$1 pid
 	[ -f "$dir/kafka.pid" ] || return 0
-	kill "$(cat "$dir/kafka.pid")" 2>/dev/null
+	pid=$(cat "$dir/kafka.pid")
+	kill "$pid" 2>/dev/null
+	for _ in $(seq 1 100); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
 	rm -f "$dir/kafka.pid"
 }

@@ -1,0 +1,111 @@
+#!/bin/bash
+# The demo: installs what is needed, builds, starts the embedded Kafka and a
+# private PostgreSQL with adstream preloaded, creates a pipeline on a topic,
+# produces a live ad-event stream (duplicates, late and invalid events
+# included) and shows live figures until Ctrl-C, which stops everything it
+# started.
+#
+#   bash tests/demo.sh [--rate N]      # events per second, default 2000
+set -uo pipefail
+
+rate=2000
+while [ $# -gt 0 ]; do
+	case "$1" in
+		--rate) rate=$2; shift 2 ;;
+		*) echo "usage: $0 [--rate N]" >&2; exit 2 ;;
+	esac
+done
+case "$rate" in
+	''|*[!0-9]*) echo "demo: --rate wants a whole number of events per second" >&2; exit 2 ;;
+esac
+
+src=$(cd "$(dirname "$0")/.." && pwd)
+. "$src/tests/lib/common.sh"
+. "$src/tests/lib/kafka.sh"
+
+# Root-only steps first; the rest runs as an unprivileged user.
+if [ -z "${ADSTREAM_SRC:-}" ]; then
+	adstream_install_and_build "$src" || exit 1
+	if [ "$(id -u)" -eq 0 ]; then
+		adstream_run_unprivileged "$src" tests/demo.sh --rate "$rate"
+		exit
+	fi
+fi
+
+make -s -C "$src/tests/adgen" >/dev/null && make -s -C "$src/tests/kafka" >/dev/null || exit 1
+work=$(mktemp -d /tmp/adstream-demo.XXXXXX)
+port=$(adstream_free_port)
+producer=
+stopping=0
+stop_all() {
+	[ "$stopping" -eq 1 ] && return
+	stopping=1
+	echo
+	echo "demo: stopping"
+	[ -n "$producer" ] && kill "$producer" 2>/dev/null && wait "$producer" 2>/dev/null
+	adstream_pg_stop "$work/pg"
+	adstream_kafka_stop "$work"
+	rm -rf "$work"
+	echo "demo: stopped"
+}
+trap 'stop_all; exit 0' INT TERM
+trap stop_all EXIT
+
+echo "demo: starting the embedded Kafka and PostgreSQL in $work"
+adstream_kafka_start "$work" ad-events:4 || { echo "demo: the embedded Kafka did not start" >&2; exit 1; }
+adstream_pg_start "$work/pg" "$port" "adstream.database = 'postgres'" ||
+	{ echo "demo: PostgreSQL did not start" >&2; exit 1; }
+psql_cmd=(psql -X -q -h "$work/pg" -p "$port" -U postgres -d postgres -v ON_ERROR_STOP=1)
+
+"${psql_cmd[@]}" >/dev/null <<SQL || { echo "demo: setup failed" >&2; exit 1; }
+CREATE EXTENSION adstream;
+SELECT adstream.create_pipeline('demo', topic => 'ad-events', max_message_bytes => 4096,
+       bootstrap_servers => '$(cat "$work/bootstrap")',
+       kafka_properties => '{"fetch.wait.max.ms": 50}', batch_time => '200 ms');
+SQL
+
+"$src/tests/kafka/adproduce" --events 1000000000 --partitions 4 --topic ad-events \
+	--rate "$rate" --ads 200 --bootstrap-file "$work/bootstrap" 2>"$work/produce.log" &
+producer=$!
+
+cat <<EOF
+demo: producing $rate ad events per second to topic ad-events (about 5% duplicates,
+      1% invalid, 2% late); adstream's consumer worker applies them exactly once.
+demo: connect while it runs:  psql -h $work/pg -p $port -U postgres
+demo: Ctrl-C stops everything.
+EOF
+sleep 2
+
+last_accepted=0
+last_time=$(date +%s.%N)
+while :; do
+	"${psql_cmd[@]}" -c "SELECT adstream.fold_minute_stats()" >/dev/null 2>&1
+	now=$(date +%s.%N)
+	read -r accepted lag state < <("${psql_cmd[@]}" -t -A -F ' ' -c "
+		SELECT coalesce(max(accepted), 0), coalesce(sum(lag), 0), coalesce(max(worker_state), '-')
+		  FROM adstream.pipeline_status WHERE pipeline = 'demo'")
+	rate_now=$(awk -v a="$accepted" -v b="$last_accepted" -v t1="$now" -v t0="$last_time" \
+		'BEGIN { printf "%.0f", (a - b) / (t1 - t0) }')
+	last_accepted=$accepted
+	last_time=$now
+	clear 2>/dev/null || printf '\033[2J\033[H'
+	echo "adstream demo  $(date -u '+%H:%M:%S') UTC   worker: $state   accepted events/s: $rate_now   lag: $lag messages"
+	echo "psql -h $work/pg -p $port -U postgres      Ctrl-C stops the demo"
+	echo
+	"${psql_cmd[@]}" -c "
+		SELECT ad_id, to_char(window_start, 'HH24:MI') AS minute, impressions, clicks, ctr, spend
+		  FROM adstream.ad_minute_stats
+		 WHERE pipeline = 'demo'
+		   AND window_start >= date_trunc('minute', now()) - interval '2 minutes'
+		 ORDER BY window_start DESC, impressions DESC, ad_id
+		 LIMIT 12" 2>/dev/null
+	"${psql_cmd[@]}" -c "
+		SELECT reason, messages FROM adstream.dead_letter_summary
+		 WHERE pipeline = 'demo' ORDER BY messages DESC" 2>/dev/null
+	if [ "$stopping" -eq 0 ] && ! kill -0 "$producer" 2>/dev/null; then
+		echo "demo: the producer stopped:"
+		cat "$work/produce.log"
+		exit 1
+	fi
+	sleep 2
+done
