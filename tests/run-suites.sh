@@ -63,11 +63,13 @@ run_tap_suite stream stream/ bash tests/bench/core_bench.sh --check
 echo "# concurrent ingest"
 run_tap_suite concurrent concurrent/ bash tests/concurrent_ingest.sh
 
-# 4. Kafka end to end, through the embedded Kafka: a clean run, and a run
-#    whose consumer worker is killed with SIGKILL 20 times
+# 4. Kafka end to end, through the embedded Kafka: a clean run, a run whose
+#    consumer worker is killed with SIGKILL 20 times, and a run with broker,
+#    request and PostgreSQL faults
 echo "# Kafka"
 run_tap_suite kafka kafka/ bash tests/kafka_stream.sh
 run_tap_suite kafka-kill kafka-kill/ bash tests/kafka_kill.sh
+run_tap_suite kafka-faults kafka-faults/ bash tests/kafka_faults.sh
 
 # 5. the README's demo command, briefly
 echo "# demo"

@@ -1,13 +1,17 @@
 # Shell helpers for the embedded Kafka (tests/kafka/mockkafka).  Source
 # after tests/lib/common.sh; needs tests/kafka built.
 
-# adstream_kafka_start DIR TOPIC:PARTITIONS...: start the embedded Kafka
-# with its files in DIR (bootstrap, control, kafka.pid, kafka.log); returns
-# once it is ready, non-zero if it is not within 10 s.
+# adstream_kafka_start DIR [--brokers N] TOPIC:PARTITIONS...: start the
+# embedded Kafka with its files in DIR (bootstrap, control, kafka.pid,
+# kafka.log); returns once it is ready, non-zero if it is not within 10 s.
 adstream_kafka_start() {
 	local dir=$1
 	shift
 	local args=() t
+	if [ "${1:-}" = --brokers ]; then
+		args+=(--brokers "$2")
+		shift 2
+	fi
 	for t in "$@"; do args+=(--topic "$t"); done
 	rm -f "$dir/bootstrap" "$dir/control"
 	"$src/tests/kafka/mockkafka" "${args[@]}" --bootstrap-file "$dir/bootstrap" \
