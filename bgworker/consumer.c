@@ -226,6 +226,18 @@ apply_batch(Consumer *c)
 	PG_END_TRY();
 	adstream_status_batch(c->status, c->n, &res);
 	adstream_status_state(c->status, "consuming");
+	{
+		/* produce (Kafka timestamp) to commit, per message */
+		TimestampTz committed = GetCurrentTimestamp();
+		int64	   *lat = palloc(sizeof(int64) * c->n);
+		int			nlat = 0;
+
+		for (int i = 0; i < c->n; i++)
+			if (msgs[i].has_kafka_ts)
+				lat[nlat++] = (committed - msgs[i].kafka_ts) / 1000;
+		adstream_status_latencies(c->status, lat, nlat);
+		pfree(lat);
+	}
 
 	/* committed: tell the group, for lag tools only */
 	for (int i = 0; i < c->n; i++)

@@ -265,8 +265,10 @@ adstream_worker_status(PG_FUNCTION_ARGS)
 
 		for (int p = 0; p < nrows; p++)
 		{
-			Datum		values[15];
-			bool		nulls[15] = {0};
+			Datum		values[17];
+			bool		nulls[17] = {0};
+			int			p50 = adstream_status_latency_quantile(w, 0.50);
+			int			p99 = adstream_status_latency_quantile(w, 0.99);
 
 			values[0] = Int32GetDatum(w->pipeline_id);
 			values[1] = Int32GetDatum(w->pid);
@@ -289,6 +291,10 @@ adstream_worker_status(PG_FUNCTION_ARGS)
 			nulls[13] = w->nparts == 0;
 			values[14] = Int64GetDatum(w->nparts > 0 ? w->end_offset[p] : -1);
 			nulls[14] = w->nparts == 0 || w->end_offset[p] < 0;
+			values[15] = Int32GetDatum(p50);
+			nulls[15] = p50 < 0;
+			values[16] = Int32GetDatum(p99);
+			nulls[16] = p99 < 0;
 			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 		}
 	}

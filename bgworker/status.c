@@ -181,3 +181,42 @@ adstream_status_snapshot(int *n)
 	LWLockRelease(shared->lock);
 	return copy;
 }
+
+void
+adstream_status_latencies(AdstreamWorkerStatus *ws, const int64 *latency_ms, int n)
+{
+	TimestampTz now;
+
+	if (ws == NULL || n == 0)
+		return;
+	now = GetCurrentTimestamp();
+	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+	if (TimestampDifferenceExceeds(ws->latency_decayed_at, now, 60000))
+	{
+		for (int b = 0; b < ADSTREAM_LATENCY_BUCKETS; b++)
+			ws->latency[b] /= 2;
+		ws->latency_decayed_at = now;
+	}
+	for (int i = 0; i < n; i++)
+		ws->latency[Min(Max(latency_ms[i], 0), ADSTREAM_LATENCY_BUCKETS - 1)]++;
+	LWLockRelease(shared->lock);
+}
+
+int
+adstream_status_latency_quantile(const AdstreamWorkerStatus *ws, double q)
+{
+	int64		total = 0;
+	int64		seen = 0;
+
+	for (int b = 0; b < ADSTREAM_LATENCY_BUCKETS; b++)
+		total += ws->latency[b];
+	if (total == 0)
+		return -1;
+	for (int b = 0; b < ADSTREAM_LATENCY_BUCKETS; b++)
+	{
+		seen += ws->latency[b];
+		if (seen >= q * total)
+			return b + 1;
+	}
+	return ADSTREAM_LATENCY_BUCKETS;
+}

@@ -17,6 +17,7 @@
 
 #define ADSTREAM_STATUS_SLOTS 64		/* pipelines with a worker */
 #define ADSTREAM_STATUS_PARTITIONS 256	/* end offsets kept per pipeline */
+#define ADSTREAM_LATENCY_BUCKETS 2001	/* 1 ms each; the last is >= 2 s */
 
 typedef struct AdstreamWorkerStatus
 {
@@ -35,6 +36,13 @@ typedef struct AdstreamWorkerStatus
 	TimestampTz last_error_at;	/* 0 if none */
 	int			nparts;
 	int64		end_offset[ADSTREAM_STATUS_PARTITIONS]; /* -1 if unknown */
+
+	/*
+	 * Kafka timestamp to commit, per message, in 1 ms buckets; halved every
+	 * minute so that the percentiles follow the recent past.
+	 */
+	int64		latency[ADSTREAM_LATENCY_BUCKETS];
+	TimestampTz latency_decayed_at;
 } AdstreamWorkerStatus;
 
 /* Shared memory hooks; from _PG_init when preloaded. */
@@ -46,6 +54,13 @@ extern AdstreamWorkerStatus *adstream_status_attach(int32 pipeline_id);
 extern void adstream_status_state(AdstreamWorkerStatus *ws, const char *state);
 extern void adstream_status_batch(AdstreamWorkerStatus *ws, int messages,
 								  const AdstreamBatchResult *res);
+/* Record the commit latencies (milliseconds) of a batch's messages. */
+extern void adstream_status_latencies(AdstreamWorkerStatus *ws,
+									  const int64 *latency_ms, int n);
+
+/* The latency (ms, a bucket's upper bound) below which fraction q fall; -1 if none. */
+extern int	adstream_status_latency_quantile(const AdstreamWorkerStatus *ws, double q);
+
 extern void adstream_status_error(AdstreamWorkerStatus *ws, const char *error);
 extern void adstream_status_end_offsets(AdstreamWorkerStatus *ws, int nparts,
 										const int64 *end_offsets);

@@ -669,7 +669,9 @@ RETURNS TABLE (
 	last_error text,
 	last_error_at timestamptz,
 	partition integer,
-	end_offset bigint)
+	end_offset bigint,
+	latency_p50_ms integer,
+	latency_p99_ms integer)
 AS 'MODULE_PATHNAME', 'adstream_worker_status'
 LANGUAGE C
 VOLATILE
@@ -697,7 +699,9 @@ SELECT p.name AS pipeline,
 	   worker.batches,
 	   worker.last_commit,
 	   worker.last_error,
-	   worker.last_error_at
+	   worker.last_error_at,
+	   worker.latency_p50_ms,
+	   worker.latency_p99_ms
   FROM adstream.pipeline AS p
   LEFT JOIN LATERAL (
 		SELECT co.partition FROM adstream.consumed_offset AS co
@@ -710,7 +714,7 @@ SELECT p.name AS pipeline,
   LEFT JOIN w AS e ON e.pipeline_id = p.id AND e.partition = parts.partition
   LEFT JOIN worker ON worker.pipeline_id = p.id;
 COMMENT ON VIEW adstream.pipeline_status IS
-	'Per pipeline and partition: the consumer worker''s pid and state, the stored next offset, the broker''s end offset and the lag, and the worker''s counters (since the server started), last commit and last error. Counters are per pipeline, repeated on each of its partitions.';
+	'Per pipeline and partition: the consumer worker''s pid and state, the stored next offset, the broker''s end offset and the lag, and the worker''s counters (since the server started), last commit and last error. Counters are per pipeline, repeated on each of its partitions. latency_p50_ms/latency_p99_ms: from a message''s Kafka timestamp to the commit of its batch, recent minutes weighted most.';
 
 CREATE VIEW adstream.dead_letter_summary AS
 SELECT p.name AS pipeline,

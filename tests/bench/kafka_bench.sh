@@ -1,0 +1,137 @@
+#!/bin/bash
+# End-to-end benchmark through the embedded Kafka, in one run:
+#   1. throughput: N generated events are produced to a topic first; then a
+#      plain librdkafka consumer (tests/kafka/drain) drains the topic, and
+#      adstream's consumer worker applies the same topic from the start.
+#      Both rates, their ratio, and an exact ground-truth check;
+#   2. latency: a steady paced stream (default 20,000 events/s for 20 s);
+#      the worker's p50 and p99 from each message's Kafka timestamp to the
+#      commit of its batch (adstream.pipeline_status), and the lag at the end.
+#
+#   tests/bench/kafka_bench.sh [--events N] [--partitions P] [--rate R] [--seconds S]
+set -uo pipefail
+
+args=("$@")
+events=150000
+partitions=16
+rate=20000
+seconds=20
+while [ $# -gt 0 ]; do
+	case "$1" in
+		--events) events=$2; shift 2 ;;
+		--partitions) partitions=$2; shift 2 ;;
+		--rate) rate=$2; shift 2 ;;
+		--seconds) seconds=$2; shift 2 ;;
+		*) echo "usage: $0 [--events N] [--partitions P] [--rate R] [--seconds S]" >&2; exit 2 ;;
+	esac
+done
+
+src=$(cd "$(dirname "$0")/../.." && pwd)
+. "$src/tests/lib/common.sh"
+. "$src/tests/lib/kafka.sh"
+
+if [ -z "${ADSTREAM_SRC:-}" ]; then
+	adstream_install_and_build "$src" || exit 1
+	if [ "$(id -u)" -eq 0 ]; then
+		adstream_run_unprivileged "$src" tests/bench/kafka_bench.sh "${args[@]}"
+		exit
+	fi
+fi
+
+make -s -C "$src/tests/adgen" >/dev/null && make -s -C "$src/tests/kafka" >/dev/null || exit 1
+work=$(mktemp -d /tmp/adstream-kbench.XXXXXX)
+port=$(adstream_free_port)
+cleanup() {
+	adstream_pg_stop "$work/pg"
+	adstream_kafka_stop "$work"
+	rm -rf "$work"
+}
+trap cleanup EXIT
+
+adstream_kafka_start "$work" "tput:$partitions" "lat:8" || { echo "kafka_bench: no embedded Kafka" >&2; exit 1; }
+adstream_pg_start "$work/pg" "$port" "adstream.database = 'postgres'
+shared_buffers = 1GB
+max_wal_size = 8GB"
+psql_cmd=(psql -X -q -t -A -h "$work/pg" -p "$port" -U postgres -d postgres -v ON_ERROR_STOP=1)
+now() { date +%s.%N; }
+
+echo "# producing $events events to topic tput ($partitions partitions)"
+"$src/tests/kafka/adproduce" --events "$events" --partitions "$partitions" --topic tput \
+	--bootstrap-file "$work/bootstrap" --messages "$work/messages.copy" \
+	--truth "$work/truth.copy" 2>"$work/produce.log" || { cat "$work/produce.log"; exit 1; }
+
+echo "# baseline: a plain librdkafka consumer drains the topic"
+"$src/tests/kafka/drain" --bootstrap-file "$work/bootstrap" --topic tput \
+	--messages "$events" >"$work/drain.txt" || exit 1
+. "$work/drain.txt"
+
+echo "# adstream: one consumer worker applies the topic from the start"
+"${psql_cmd[@]}" >/dev/null <<SQL || exit 1
+CREATE EXTENSION adstream;
+SELECT adstream.create_pipeline('tput', max_message_bytes => 4096, topic => 'tput',
+       bootstrap_servers => '$(cat "$work/bootstrap")',
+       kafka_properties => '{"fetch.wait.max.ms": 10}', batch_size => 10000);
+SQL
+first_n=
+t_first=
+t_last=
+for _ in $(seq 1 60000); do
+	n=$("${psql_cmd[@]}" -c "SELECT coalesce(sum(next_offset), 0) FROM adstream.consumed_offset o
+	                          JOIN adstream.pipeline p ON p.id = o.pipeline_id AND p.name = 'tput'")
+	if [ -z "$t_first" ] && [ "$n" -gt 0 ]; then
+		t_first=$(now)
+		first_n=$n
+	fi
+	if [ "$n" -ge "$events" ]; then
+		t_last=$(now)
+		break
+	fi
+	sleep 0.02
+done
+[ -n "$t_last" ] || { echo "kafka_bench: the worker did not catch up" >&2; exit 1; }
+
+"${psql_cmd[@]}" >/dev/null <<SQL || exit 1
+CREATE TABLE raw (seq bigint PRIMARY KEY, partition int, "offset" bigint, kafka_ms bigint, msg bytea);
+COPY raw FROM '$work/messages.copy';
+CREATE TABLE truth (seq bigint, status text, reason text, event_id text, event_type text,
+                    ad_id text, window_start_ms bigint, cost_micros bigint);
+COPY truth FROM '$work/truth.copy';
+SELECT adstream.fold_minute_stats(100000000);
+SQL
+"${psql_cmd[@]}" -f "$src/tests/lib/truth_checks.sql" >"$work/check.txt" 2>&1
+
+echo "# latency: $rate events/s for $seconds s to topic lat"
+"${psql_cmd[@]}" >/dev/null <<SQL || exit 1
+SELECT adstream.drop_pipeline('tput');
+SELECT adstream.create_pipeline('lat', max_message_bytes => 4096, topic => 'lat',
+       bootstrap_servers => '$(cat "$work/bootstrap")',
+       kafka_properties => '{"fetch.wait.max.ms": 10}', batch_time => '50 ms');
+SQL
+for _ in $(seq 1 200); do
+	[ "$("${psql_cmd[@]}" -c "SELECT count(*) FROM adstream.pipeline_status WHERE pipeline = 'lat' AND worker_state = 'consuming'")" -gt 0 ] && break
+	sleep 0.05
+done
+"$src/tests/kafka/adproduce" --events $((rate * seconds)) --partitions 8 --topic lat \
+	--rate "$rate" --bootstrap-file "$work/bootstrap" 2>"$work/produce-lat.log" ||
+	{ cat "$work/produce-lat.log"; exit 1; }
+for _ in $(seq 1 1000); do
+	[ "$("${psql_cmd[@]}" -c "SELECT coalesce(sum(next_offset), 0) >= $((rate * seconds)) FROM adstream.pipeline_status WHERE pipeline = 'lat'")" = t ] && break
+	sleep 0.02
+done
+read -r p50 p99 accepted < <("${psql_cmd[@]}" -F ' ' -c "
+	SELECT max(latency_p50_ms), max(latency_p99_ms), max(accepted)
+	  FROM adstream.pipeline_status WHERE pipeline = 'lat'")
+
+awk -v n="$events" -v fn="$first_n" -v t0="$t_first" -v t1="$t_last" -v ds="$drain_secs" \
+	-v dr="$drain_rate" -v p50="$p50" -v p99="$p99" -v r="$rate" -v s="$seconds" \
+	-v acc="$accepted" 'BEGIN {
+	ours = (n - fn) / (t1 - t0)
+	printf "plain librdkafka consumer drain: %.3f s  %9.0f messages/s\n", ds, dr
+	printf "adstream, 1 consumer worker:     %.3f s  %9.0f events/s (produce-to-committed, first commit to last)\n", t1 - t0, ours
+	printf "ratio adstream/drain:            %.3f\n", ours / dr
+	printf "latency at %d events/s for %d s (%d accepted): p50 %s ms, p99 %s ms (Kafka timestamp to commit)\n", r, s, acc, p50, p99
+}'
+cat "$work/check.txt"
+if grep -q '^not ok' "$work/check.txt" || [ "$(grep -c '^ok' "$work/check.txt")" -ne 7 ]; then
+	exit 1
+fi
