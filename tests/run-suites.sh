@@ -70,6 +70,8 @@ echo "# Kafka"
 run_tap_suite kafka kafka/ bash tests/kafka_stream.sh
 run_tap_suite kafka-kill kafka-kill/ bash tests/kafka_kill.sh
 run_tap_suite kafka-faults kafka-faults/ bash tests/kafka_faults.sh
+# (against a real broker only; skipped unless ADSTREAM_TEST_BOOTSTRAP is set)
+run_tap_suite read-committed read-committed/ bash tests/kafka_read_committed.sh
 
 # 5. the README's demo command, briefly
 echo "# demo"
