@@ -53,6 +53,8 @@
 typedef struct Consumer
 {
 	AdstreamSource src;
+	int			index;			/* this worker takes partitions p with */
+	int			count;			/* p % count == index */
 	AdstreamKafkaConsumer *kafka;
 	int			nparts;
 	AdstreamKafkaMessage *buf;	/* the batch being collected */
@@ -114,6 +116,7 @@ assign_partitions(Consumer *c)
 	int64	   *stored;
 	int32_t    *parts;
 	int64_t    *offsets;
+	int			nmine = 0;
 
 	nparts = adstream_kafka_partition_count(c->kafka, c->src.topic, 5000, err, sizeof(err));
 	c->last_partition_check = GetCurrentTimestamp();
@@ -133,16 +136,18 @@ assign_partitions(Consumer *c)
 	in_transaction_end();
 	for (int p = 0; p < nparts; p++)
 	{
-		parts[p] = p;
-		offsets[p] = stored[p] >= 0 ? stored[p] :
+		if (p % c->count != c->index)
+			continue;
+		parts[nmine] = p;
+		offsets[nmine++] = stored[p] >= 0 ? stored[p] :
 			c->src.start_latest ? ADSTREAM_KAFKA_LATEST : ADSTREAM_KAFKA_EARLIEST;
 	}
-	if (!adstream_kafka_assign(c->kafka, c->src.topic, parts, offsets, nparts,
+	if (!adstream_kafka_assign(c->kafka, c->src.topic, parts, offsets, nmine,
 							   err, sizeof(err)))
 		ereport(ERROR, (errmsg("adstream: pipeline \"%s\": %s", c->src.name, err)));
 	ereport(LOG,
-			(errmsg("adstream: pipeline \"%s\" consumes %d partition(s) of topic \"%s\"",
-					c->src.name, nparts, c->src.topic)));
+			(errmsg("adstream: pipeline \"%s\", worker %d/%d, consumes %d of the %d partition(s) of topic \"%s\"",
+					c->src.name, c->index + 1, c->count, nmine, nparts, c->src.topic)));
 	c->nparts = nparts;
 	adstream_status_state(c->status, "consuming");
 	pfree(stored);
@@ -158,7 +163,8 @@ report_end_offsets(Consumer *c)
 	int64	   *ends = palloc(sizeof(int64) * c->nparts);
 
 	for (int p = 0; p < c->nparts; p++)
-		ends[p] = adstream_kafka_end_offset(c->kafka, c->src.topic, p);
+		ends[p] = p % c->count != c->index ? -2 :
+			adstream_kafka_end_offset(c->kafka, c->src.topic, p);
 	adstream_status_end_offsets(c->status, c->nparts, ends);
 	c->last_end_offsets = GetCurrentTimestamp();
 	pfree(ends);
@@ -286,15 +292,22 @@ adstream_consumer_main(Datum main_arg)
 	loop_cxt = AllocSetContextCreate(worker_cxt, "adstream batch",
 									 ALLOCSET_DEFAULT_SIZES);
 
+	if (sscanf(MyBgworkerEntry->bgw_extra, "%d %d", &c.index, &c.count) != 2 ||
+		c.count < 1 || c.index < 0 || c.index >= c.count)
+	{
+		c.index = 0;
+		c.count = 1;
+	}
+
 	in_transaction_begin();
-	claimed = adstream_claim_pipeline(pipeline_id);
+	claimed = adstream_claim_pipeline(pipeline_id, c.index);
 	if (claimed && !adstream_load_source(pipeline_id, &c.src, worker_cxt))
 		claimed = false;
 	in_transaction_end();
 	if (!claimed)
 		proc_exit(0);			/* gone, disabled, or consumed by another worker */
 	pgstat_report_appname(psprintf("adstream consumer %s", c.src.name));
-	c.status = adstream_status_attach(pipeline_id);
+	c.status = adstream_status_attach(pipeline_id, c.index);
 	adstream_status_state(c.status, "connecting");
 
 	snprintf(group, sizeof(group), "adstream-%s", c.src.name);

@@ -3,8 +3,10 @@
  * launcher.c
  *	  The launcher worker: starts at postmaster start (adstream must be in
  *	  shared_preload_libraries), connects to the database named by
- *	  adstream.database, and keeps one consumer worker running per enabled
- *	  pipeline that has a Kafka topic.
+ *	  adstream.database, and keeps the consumer workers of every enabled
+ *	  pipeline that has a Kafka topic running: as many as its workers
+ *	  option asks for, worker i of n taking the partitions p with
+ *	  p % n = i.
  *
  * Once a second (sooner when a worker starts or stops, which sets its
  * latch) it compares the pipelines with the workers it runs:
@@ -40,6 +42,7 @@
 #include "workers.h"
 
 #define MAX_PIPELINES 256
+#define MAX_SLOTS 512
 #define HEALTHY_AFTER_MS 60000
 #define MAX_BACKOFF_MS 60000
 
@@ -47,6 +50,8 @@ typedef struct Slot
 {
 	bool		used;
 	int32		pipeline_id;
+	int			index;			/* worker index within the pipeline */
+	int			count;			/* the pipeline's number of workers */
 	int64		version;		/* of the pipeline the worker was started for */
 	char		name[64];
 	BackgroundWorkerHandle *handle; /* NULL while waiting to (re)start */
@@ -55,7 +60,7 @@ typedef struct Slot
 	TimestampTz next_start;
 } Slot;
 
-static Slot slots[MAX_PIPELINES];
+static Slot slots[MAX_SLOTS];
 
 void
 adstream_register_launcher(void)
@@ -84,9 +89,11 @@ start_consumer(Slot *s)
 	bgw.bgw_restart_time = BGW_NEVER_RESTART;	/* the launcher decides */
 	snprintf(bgw.bgw_library_name, BGW_MAXLEN, "adstream");
 	snprintf(bgw.bgw_function_name, BGW_MAXLEN, "adstream_consumer_main");
-	snprintf(bgw.bgw_name, BGW_MAXLEN, "adstream consumer %s", s->name);
+	snprintf(bgw.bgw_name, BGW_MAXLEN, "adstream consumer %s %d/%d", s->name,
+			 s->index + 1, s->count);
 	snprintf(bgw.bgw_type, BGW_MAXLEN, "adstream consumer");
 	bgw.bgw_main_arg = Int32GetDatum(s->pipeline_id);
+	snprintf(bgw.bgw_extra, BGW_EXTRALEN, "%d %d", s->index, s->count);
 	bgw.bgw_notify_pid = MyProcPid;
 	if (!RegisterDynamicBackgroundWorker(&bgw, &s->handle))
 	{
@@ -111,6 +118,17 @@ stop_consumer(Slot *s)
 	}
 }
 
+/* The slot of worker index of a pipeline, or NULL. */
+static Slot *
+find_slot(int32 pipeline_id, int index)
+{
+	for (int i = 0; i < MAX_SLOTS; i++)
+		if (slots[i].used && slots[i].pipeline_id == pipeline_id &&
+			slots[i].index == index)
+			return &slots[i];
+	return NULL;
+}
+
 /* One round: bring the running workers in line with the pipelines. */
 static void
 reconcile(AdstreamRunnable *want, int nwant)
@@ -118,7 +136,7 @@ reconcile(AdstreamRunnable *want, int nwant)
 	TimestampTz now = GetCurrentTimestamp();
 
 	/* stop workers of pipelines gone, disabled or altered */
-	for (int i = 0; i < MAX_PIPELINES; i++)
+	for (int i = 0; i < MAX_SLOTS; i++)
 	{
 		Slot	   *s = &slots[i];
 		int			j;
@@ -127,7 +145,7 @@ reconcile(AdstreamRunnable *want, int nwant)
 			continue;
 		for (j = 0; j < nwant && want[j].pipeline_id != s->pipeline_id; j++)
 			;
-		if (j == nwant || want[j].version != s->version)
+		if (j == nwant || want[j].version != s->version || s->index >= want[j].workers)
 		{
 			stop_consumer(s);
 			s->used = false;
@@ -137,54 +155,50 @@ reconcile(AdstreamRunnable *want, int nwant)
 	/* notice exits; start what is missing, after any backoff */
 	for (int j = 0; j < nwant; j++)
 	{
-		Slot	   *s = NULL;
-		Slot	   *free_slot = NULL;
+		for (int index = 0; index < want[j].workers; index++)
+		{
+			Slot	   *s = find_slot(want[j].pipeline_id, index);
 
-		for (int i = 0; i < MAX_PIPELINES; i++)
-		{
-			if (slots[i].used && slots[i].pipeline_id == want[j].pipeline_id)
-				s = &slots[i];
-			else if (!slots[i].used && free_slot == NULL)
-				free_slot = &slots[i];
-		}
-		if (s == NULL)
-		{
-			if (free_slot == NULL)
-				continue;
-			s = free_slot;
-			memset(s, 0, sizeof(*s));
-			s->used = true;
-			s->pipeline_id = want[j].pipeline_id;
-			s->version = want[j].version;
-			strlcpy(s->name, want[j].name, sizeof(s->name));
-			s->next_start = now;
-		}
-		if (s->handle != NULL)
-		{
-			pid_t		pid;
-
-			if (GetBackgroundWorkerPid(s->handle, &pid) != BGWH_STOPPED)
+			if (s == NULL)
 			{
-				if (TimestampDifferenceExceeds(s->started_at, now, HEALTHY_AFTER_MS))
-					s->failures = 0;
-				continue;
+				for (int i = 0; i < MAX_SLOTS && s == NULL; i++)
+					if (!slots[i].used)
+						s = &slots[i];
+				if (s == NULL)
+					continue;
+				memset(s, 0, sizeof(*s));
+				s->used = true;
+				s->pipeline_id = want[j].pipeline_id;
+				s->index = index;
+				s->count = want[j].workers;
+				s->version = want[j].version;
+				strlcpy(s->name, want[j].name, sizeof(s->name));
+				s->next_start = now;
 			}
-			pfree(s->handle);
-			s->handle = NULL;
-			s->failures++;
+			if (s->handle != NULL)
 			{
+				pid_t		pid;
 				int			backoff = MAX_BACKOFF_MS;
 
+				if (GetBackgroundWorkerPid(s->handle, &pid) != BGWH_STOPPED)
+				{
+					if (TimestampDifferenceExceeds(s->started_at, now, HEALTHY_AFTER_MS))
+						s->failures = 0;
+					continue;
+				}
+				pfree(s->handle);
+				s->handle = NULL;
+				s->failures++;
 				if (s->failures <= 6)
 					backoff = Min(MAX_BACKOFF_MS, 1000 << (s->failures - 1));
 				s->next_start = TimestampTzPlusMilliseconds(now, backoff);
 				ereport(LOG,
-						(errmsg("adstream: consumer of pipeline \"%s\" exited; starting it again in %d ms",
-								s->name, backoff)));
+						(errmsg("adstream: consumer %d/%d of pipeline \"%s\" exited; starting it again in %d ms",
+								s->index + 1, s->count, s->name, backoff)));
 			}
+			if (s->handle == NULL && now >= s->next_start)
+				start_consumer(s);
 		}
-		if (s->handle == NULL && now >= s->next_start)
-			start_consumer(s);
 	}
 }
 

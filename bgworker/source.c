@@ -31,7 +31,8 @@ adstream_runnable_pipelines(AdstreamRunnable *out, int max)
 						  true, 1), "extension lookup");
 	if (SPI_processed == 0)
 		return -1;
-	check_spi(SPI_execute("SELECT id, (extract(epoch FROM updated_at) * 1000000)::int8, name"
+	check_spi(SPI_execute("SELECT id, (extract(epoch FROM updated_at) * 1000000)::int8, name,"
+						  " workers"
 						  " FROM adstream.pipeline"
 						  " WHERE enabled AND topic IS NOT NULL ORDER BY id",
 						  true, 0), "pipeline list");
@@ -44,6 +45,7 @@ adstream_runnable_pipelines(AdstreamRunnable *out, int max)
 		out[n].pipeline_id = DatumGetInt32(SPI_getbinval(tup, desc, 1, &isnull));
 		out[n].version = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
 		strlcpy(out[n].name, SPI_getvalue(tup, desc, 3), sizeof(out[n].name));
+		out[n].workers = DatumGetInt32(SPI_getbinval(tup, desc, 4, &isnull));
 		n++;
 	}
 	return n;
@@ -124,13 +126,13 @@ adstream_load_offsets(int32 pipeline_id, const char *topic, int64 *offsets, int 
 }
 
 bool
-adstream_claim_pipeline(int32 pipeline_id)
+adstream_claim_pipeline(int32 pipeline_id, int worker_index)
 {
 	Oid			argtypes[2] = {INT4OID, INT4OID};
 	Datum		args[2];
 	bool		isnull;
 
-	args[0] = Int32GetDatum(ADSTREAM_LOCK_CLASS);
+	args[0] = Int32GetDatum(ADSTREAM_LOCK_CLASS + worker_index);
 	args[1] = Int32GetDatum(pipeline_id);
 	check_spi(SPI_execute_with_args("SELECT pg_catalog.pg_try_advisory_lock($1, $2)",
 									2, argtypes, args, NULL, false, 1),

@@ -17,6 +17,7 @@ typedef struct AdstreamRunnable
 {
 	int32		pipeline_id;
 	int64		version;		/* changes whenever the pipeline is altered */
+	int			workers;		/* consumer workers it asks for */
 	char		name[64];
 } AdstreamRunnable;
 
@@ -58,13 +59,13 @@ extern void adstream_load_offsets(int32 pipeline_id, const char *topic,
 								  int64 *offsets, int nparts);
 
 /*
- * Claim the pipeline for this backend until it exits (a session-level
- * advisory lock on (ADSTREAM_LOCK_CLASS, pipeline id)), so that at most one
- * consumer worker ever runs per pipeline.  Returns false if another
- * backend holds it.
+ * Claim worker slot worker_index of the pipeline for this backend until it
+ * exits (a session-level advisory lock on (ADSTREAM_LOCK_CLASS +
+ * worker_index, pipeline id)), so that no two consumer workers ever take
+ * the same partitions.  Returns false if another backend holds it.
  */
 #define ADSTREAM_LOCK_CLASS 0x61647374	/* "adst" */
-extern bool adstream_claim_pipeline(int32 pipeline_id);
+extern bool adstream_claim_pipeline(int32 pipeline_id, int worker_index);
 
 /* Terminate consumer workers of this database left from an earlier launcher. */
 extern void adstream_terminate_stale_consumers(void);

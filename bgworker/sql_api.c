@@ -246,8 +246,8 @@ adstream_check_kafka_properties(PG_FUNCTION_ARGS)
 
 /*
  * adstream._worker_status(): what the consumer workers report, one row per
- * (pipeline, partition whose end offset is known), or one row with a NULL
- * partition while none is.  No rows when adstream is not preloaded.
+ * (worker, partition it owns), or one row with a NULL partition while it
+ * owns none it knows of.  No rows when adstream is not preloaded.
  */
 Datum
 adstream_worker_status(PG_FUNCTION_ARGS)
@@ -261,41 +261,49 @@ adstream_worker_status(PG_FUNCTION_ARGS)
 	for (int i = 0; i < n; i++)
 	{
 		AdstreamWorkerStatus *w = &ws[i];
-		int			nrows = Max(w->nparts, 1);
+		int			p50 = adstream_status_latency_quantile(w, 0.50);
+		int			p99 = adstream_status_latency_quantile(w, 0.99);
+		int			owned = 0;
 
-		for (int p = 0; p < nrows; p++)
+		for (int p = 0; p < w->nparts; p++)
+			owned += w->end_offset[p] != -2;
+		for (int p = 0; p < Max(w->nparts, 1); p++)
 		{
-			Datum		values[17];
-			bool		nulls[17] = {0};
-			int			p50 = adstream_status_latency_quantile(w, 0.50);
-			int			p99 = adstream_status_latency_quantile(w, 0.99);
+			Datum		values[18];
+			bool		nulls[18] = {0};
 
+			/* partitions of another worker of the pipeline are its rows */
+			if (owned > 0 && w->end_offset[p] == -2)
+				continue;
 			values[0] = Int32GetDatum(w->pipeline_id);
-			values[1] = Int32GetDatum(w->pid);
-			nulls[1] = w->pid == 0;
-			values[2] = CStringGetTextDatum(w->state);
-			values[3] = TimestampTzGetDatum(w->started_at);
-			values[4] = Int64GetDatum(w->batches);
-			values[5] = Int64GetDatum(w->messages);
-			values[6] = Int64GetDatum(w->accepted);
-			values[7] = Int64GetDatum(w->duplicates);
-			values[8] = Int64GetDatum(w->rejected);
-			values[9] = Int64GetDatum(w->skipped);
-			values[10] = TimestampTzGetDatum(w->last_commit);
-			nulls[10] = w->last_commit == 0;
-			values[11] = CStringGetTextDatum(w->last_error);
-			nulls[11] = w->last_error[0] == '\0';
-			values[12] = TimestampTzGetDatum(w->last_error_at);
-			nulls[12] = w->last_error_at == 0;
-			values[13] = Int32GetDatum(p);
-			nulls[13] = w->nparts == 0;
-			values[14] = Int64GetDatum(w->nparts > 0 ? w->end_offset[p] : -1);
-			nulls[14] = w->nparts == 0 || w->end_offset[p] < 0;
-			values[15] = Int32GetDatum(p50);
-			nulls[15] = p50 < 0;
-			values[16] = Int32GetDatum(p99);
-			nulls[16] = p99 < 0;
+			values[1] = Int32GetDatum(w->worker_index);
+			values[2] = Int32GetDatum(w->pid);
+			nulls[2] = w->pid == 0;
+			values[3] = CStringGetTextDatum(w->state);
+			values[4] = TimestampTzGetDatum(w->started_at);
+			values[5] = Int64GetDatum(w->batches);
+			values[6] = Int64GetDatum(w->messages);
+			values[7] = Int64GetDatum(w->accepted);
+			values[8] = Int64GetDatum(w->duplicates);
+			values[9] = Int64GetDatum(w->rejected);
+			values[10] = Int64GetDatum(w->skipped);
+			values[11] = TimestampTzGetDatum(w->last_commit);
+			nulls[11] = w->last_commit == 0;
+			values[12] = CStringGetTextDatum(w->last_error);
+			nulls[12] = w->last_error[0] == '\0';
+			values[13] = TimestampTzGetDatum(w->last_error_at);
+			nulls[13] = w->last_error_at == 0;
+			values[14] = Int32GetDatum(p);
+			nulls[14] = owned == 0;
+			values[15] = Int64GetDatum(owned > 0 ? w->end_offset[p] : -1);
+			nulls[15] = owned == 0 || w->end_offset[p] < 0;
+			values[16] = Int32GetDatum(p50);
+			nulls[16] = p50 < 0;
+			values[17] = Int32GetDatum(p99);
+			nulls[17] = p99 < 0;
 			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+			if (owned == 0)
+				break;
 		}
 	}
 	return (Datum) 0;

@@ -77,7 +77,7 @@ status_detach(int code, Datum arg)
 }
 
 AdstreamWorkerStatus *
-adstream_status_attach(int32 pipeline_id)
+adstream_status_attach(int32 pipeline_id, int worker_index)
 {
 	AdstreamWorkerStatus *ws = NULL;
 
@@ -85,7 +85,8 @@ adstream_status_attach(int32 pipeline_id)
 		return NULL;
 	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
 	for (int i = 0; i < ADSTREAM_STATUS_SLOTS && ws == NULL; i++)
-		if (shared->slots[i].pipeline_id == pipeline_id)
+		if (shared->slots[i].pipeline_id == pipeline_id &&
+			shared->slots[i].worker_index == worker_index)
 			ws = &shared->slots[i];
 	/* a free slot, or one of a pipeline whose worker is gone */
 	for (int i = 0; i < ADSTREAM_STATUS_SLOTS && ws == NULL; i++)
@@ -99,10 +100,11 @@ adstream_status_attach(int32 pipeline_id)
 		}
 	if (ws != NULL)
 	{
-		if (ws->pipeline_id != pipeline_id)
+		if (ws->pipeline_id != pipeline_id || ws->worker_index != worker_index)
 		{
 			memset(ws, 0, sizeof(*ws));
 			ws->pipeline_id = pipeline_id;
+			ws->worker_index = worker_index;
 		}
 		ws->pid = MyProcPid;
 		ws->started_at = GetCurrentTimestamp();

@@ -22,6 +22,7 @@
 typedef struct AdstreamWorkerStatus
 {
 	int32		pipeline_id;	/* 0: free slot */
+	int			worker_index;	/* which of the pipeline's workers */
 	int			pid;			/* 0: no worker running */
 	char		state[32];
 	TimestampTz started_at;
@@ -35,7 +36,7 @@ typedef struct AdstreamWorkerStatus
 	char		last_error[256];
 	TimestampTz last_error_at;	/* 0 if none */
 	int			nparts;
-	int64		end_offset[ADSTREAM_STATUS_PARTITIONS]; /* -1 if unknown */
+	int64		end_offset[ADSTREAM_STATUS_PARTITIONS]; /* -1 unknown, -2 not ours */
 
 	/*
 	 * Kafka timestamp to commit, per message, in 1 ms buckets; halved every
@@ -48,8 +49,8 @@ typedef struct AdstreamWorkerStatus
 /* Shared memory hooks; from _PG_init when preloaded. */
 extern void adstream_status_init(void);
 
-/* Claim (or take back) the pipeline's slot for this worker; NULL if none. */
-extern AdstreamWorkerStatus *adstream_status_attach(int32 pipeline_id);
+/* Claim (or take back) the slot of this worker of the pipeline; NULL if none. */
+extern AdstreamWorkerStatus *adstream_status_attach(int32 pipeline_id, int worker_index);
 
 extern void adstream_status_state(AdstreamWorkerStatus *ws, const char *state);
 extern void adstream_status_batch(AdstreamWorkerStatus *ws, int messages,

@@ -54,6 +54,7 @@ CREATE TABLE adstream.pipeline (
 	kafka_properties	jsonb NOT NULL DEFAULT '{}',
 	batch_size			integer NOT NULL DEFAULT 10000,
 	batch_time			interval NOT NULL DEFAULT '100 milliseconds',
+	workers				integer NOT NULL DEFAULT 1,
 	enabled				boolean NOT NULL DEFAULT true,
 	created_at			timestamptz NOT NULL DEFAULT now(),
 	updated_at			timestamptz NOT NULL DEFAULT now(),
@@ -83,6 +84,8 @@ COMMENT ON COLUMN adstream.pipeline.batch_size IS
 	'Most messages the consumer worker applies in one transaction.';
 COMMENT ON COLUMN adstream.pipeline.batch_time IS
 	'Longest the consumer worker collects a batch before applying it.';
+COMMENT ON COLUMN adstream.pipeline.workers IS
+	'Consumer workers for the pipeline, 1 to 16; worker i takes the partitions p with p % workers = i.';
 COMMENT ON COLUMN adstream.pipeline.enabled IS
 	'Whether the launcher runs a consumer worker for it (it needs a topic too).';
 COMMENT ON COLUMN adstream.pipeline.max_message_bytes IS
@@ -269,7 +272,8 @@ CREATE FUNCTION adstream._check_source(
 	start_from text,
 	kafka_properties jsonb,
 	batch_size integer,
-	batch_time interval)
+	batch_time interval,
+	workers integer)
 RETURNS void
 LANGUAGE plpgsql
 STABLE
@@ -312,9 +316,14 @@ BEGIN
 			coalesce(batch_time::text, 'null')
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
+	IF workers IS NULL OR workers < 1 OR workers > 16 THEN
+		RAISE EXCEPTION 'option "workers" must be between 1 and 16: %',
+			coalesce(workers::text, 'null')
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
 END
 $$;
-COMMENT ON FUNCTION adstream._check_source(text, text, text, jsonb, integer, interval) IS
+COMMENT ON FUNCTION adstream._check_source(text, text, text, jsonb, integer, interval, integer) IS
 	'Internal: validates the Kafka source options of a pipeline, raising invalid_parameter_value with the offending option named.';
 
 CREATE FUNCTION adstream.create_pipeline(
@@ -330,7 +339,8 @@ CREATE FUNCTION adstream.create_pipeline(
 	kafka_properties jsonb DEFAULT '{}',
 	batch_size integer DEFAULT 10000,
 	batch_time interval DEFAULT '100 milliseconds',
-	enabled boolean DEFAULT true)
+	enabled boolean DEFAULT true,
+	workers integer DEFAULT 1)
 RETURNS void
 LANGUAGE plpgsql
 VOLATILE
@@ -347,7 +357,7 @@ BEGIN
 	PERFORM adstream._check_options(max_event_age, max_future_skew, dedup_horizon,
 									attribution_window, max_message_bytes);
 	PERFORM adstream._check_source(topic, bootstrap_servers, start_from,
-								   kafka_properties, batch_size, batch_time);
+								   kafka_properties, batch_size, batch_time, workers);
 	IF enabled IS NULL THEN
 		RAISE EXCEPTION 'option "enabled" must not be null'
 			USING ERRCODE = 'invalid_parameter_value';
@@ -355,21 +365,21 @@ BEGIN
 	INSERT INTO adstream.pipeline AS p (name, max_event_age, max_future_skew,
 		dedup_horizon, attribution_window, max_message_bytes, topic,
 		bootstrap_servers, start_from, kafka_properties, batch_size, batch_time,
-		enabled)
+		enabled, workers)
 	VALUES (create_pipeline.name, create_pipeline.max_event_age,
 		create_pipeline.max_future_skew, create_pipeline.dedup_horizon,
 		create_pipeline.attribution_window, create_pipeline.max_message_bytes,
 		create_pipeline.topic, create_pipeline.bootstrap_servers,
 		create_pipeline.start_from, create_pipeline.kafka_properties,
 		create_pipeline.batch_size, create_pipeline.batch_time,
-		create_pipeline.enabled);
+		create_pipeline.enabled, create_pipeline.workers);
 EXCEPTION
 	WHEN unique_violation THEN
 		RAISE EXCEPTION 'pipeline "%" already exists', create_pipeline.name
 			USING ERRCODE = 'duplicate_object';
 END
 $$;
-COMMENT ON FUNCTION adstream.create_pipeline(text, interval, interval, interval, interval, integer, text, text, text, jsonb, integer, interval, boolean) IS
+COMMENT ON FUNCTION adstream.create_pipeline(text, interval, interval, interval, interval, integer, text, text, text, jsonb, integer, interval, boolean, integer) IS
 	'Creates an ad-event pipeline, consuming a Kafka topic when topic and bootstrap_servers are given. dedup_horizon defaults to twice max_event_age. Options are validated; errors name the option.';
 
 CREATE FUNCTION adstream.alter_pipeline(
@@ -385,7 +395,8 @@ CREATE FUNCTION adstream.alter_pipeline(
 	kafka_properties jsonb DEFAULT NULL,
 	batch_size integer DEFAULT NULL,
 	batch_time interval DEFAULT NULL,
-	enabled boolean DEFAULT NULL)
+	enabled boolean DEFAULT NULL,
+	workers integer DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql
 VOLATILE
@@ -413,10 +424,12 @@ BEGIN
 	p.batch_size := coalesce(alter_pipeline.batch_size, p.batch_size);
 	p.batch_time := coalesce(alter_pipeline.batch_time, p.batch_time);
 	p.enabled := coalesce(alter_pipeline.enabled, p.enabled);
+	p.workers := coalesce(alter_pipeline.workers, p.workers);
 	PERFORM adstream._check_options(p.max_event_age, p.max_future_skew, p.dedup_horizon,
 									p.attribution_window, p.max_message_bytes);
 	PERFORM adstream._check_source(p.topic, p.bootstrap_servers, p.start_from,
-								   p.kafka_properties, p.batch_size, p.batch_time);
+								   p.kafka_properties, p.batch_size, p.batch_time,
+								   p.workers);
 	UPDATE adstream.pipeline AS x
 	   SET max_event_age = p.max_event_age,
 		   max_future_skew = p.max_future_skew,
@@ -430,11 +443,12 @@ BEGIN
 		   batch_size = p.batch_size,
 		   batch_time = p.batch_time,
 		   enabled = p.enabled,
+		   workers = p.workers,
 		   updated_at = now()
 	 WHERE x.id = p.id;
 END
 $$;
-COMMENT ON FUNCTION adstream.alter_pipeline(text, interval, interval, interval, interval, integer, text, text, text, jsonb, integer, interval, boolean) IS
+COMMENT ON FUNCTION adstream.alter_pipeline(text, interval, interval, interval, interval, integer, text, text, text, jsonb, integer, interval, boolean, integer) IS
 	'Changes options of a pipeline; options left NULL keep their value. Takes effect from the next batch.';
 
 CREATE FUNCTION adstream.drop_pipeline(name text, if_exists boolean DEFAULT false)
@@ -489,6 +503,7 @@ RETURNS TABLE (
 	batch_size integer,
 	batch_time interval,
 	enabled boolean,
+	workers integer,
 	created_at timestamptz,
 	updated_at timestamptz)
 LANGUAGE sql
@@ -504,7 +519,7 @@ AS $$
 				THEN p.kafka_properties
 				ELSE (SELECT coalesce(jsonb_object_agg(k, '********'), '{}')
 						FROM jsonb_object_keys(p.kafka_properties) AS k) END,
-		   p.batch_size, p.batch_time, p.enabled, p.created_at, p.updated_at
+		   p.batch_size, p.batch_time, p.enabled, p.workers, p.created_at, p.updated_at
 	  FROM adstream.pipeline AS p
 	 ORDER BY p.name
 $$;
@@ -656,6 +671,7 @@ COMMENT ON VIEW adstream.ad_daily_stats IS
 CREATE FUNCTION adstream._worker_status()
 RETURNS TABLE (
 	pipeline_id integer,
+	worker_index integer,
 	pid integer,
 	state text,
 	started_at timestamptz,
@@ -681,27 +697,44 @@ COMMENT ON FUNCTION adstream._worker_status() IS
 
 CREATE VIEW adstream.pipeline_status AS
 WITH w AS (SELECT * FROM adstream._worker_status()),
-	 worker AS (SELECT DISTINCT ON (w.pipeline_id) * FROM w ORDER BY w.pipeline_id)
+	 -- one row per worker, then per pipeline: counters add up over workers
+	 workers AS (SELECT DISTINCT ON (w.pipeline_id, w.worker_index) * FROM w
+				  ORDER BY w.pipeline_id, w.worker_index),
+	 pipeline_workers AS (
+		SELECT ws.pipeline_id,
+			   min(ws.pid) FILTER (WHERE ws.pid IS NOT NULL) AS pid,
+			   min(ws.state) FILTER (WHERE ws.pid IS NOT NULL) AS state,
+			   sum(ws.accepted)::bigint AS accepted,
+			   sum(ws.duplicates)::bigint AS duplicates,
+			   sum(ws.rejected)::bigint AS rejected,
+			   sum(ws.batches)::bigint AS batches,
+			   max(ws.last_commit) AS last_commit,
+			   (array_agg(ws.last_error ORDER BY ws.last_error_at DESC NULLS LAST))[1] AS last_error,
+			   max(ws.last_error_at) AS last_error_at,
+			   max(ws.latency_p50_ms) AS latency_p50_ms,
+			   max(ws.latency_p99_ms) AS latency_p99_ms
+		  FROM workers AS ws GROUP BY ws.pipeline_id)
 SELECT p.name AS pipeline,
 	   p.topic,
 	   parts.partition,
-	   worker.pid AS worker_pid,
-	   CASE WHEN worker.pid IS NOT NULL THEN worker.state
+	   coalesce(e.pid, pw.pid) AS worker_pid,
+	   CASE WHEN e.pid IS NOT NULL THEN e.state
+			WHEN pw.pid IS NOT NULL THEN pw.state
 			WHEN p.topic IS NULL THEN 'no topic'
 			WHEN NOT p.enabled THEN 'disabled'
 			ELSE 'not running' END AS worker_state,
 	   o.next_offset,
 	   e.end_offset,
 	   greatest(e.end_offset - coalesce(o.next_offset, 0), 0) AS lag,
-	   worker.accepted,
-	   worker.duplicates,
-	   worker.rejected,
-	   worker.batches,
-	   worker.last_commit,
-	   worker.last_error,
-	   worker.last_error_at,
-	   worker.latency_p50_ms,
-	   worker.latency_p99_ms
+	   pw.accepted,
+	   pw.duplicates,
+	   pw.rejected,
+	   pw.batches,
+	   pw.last_commit,
+	   pw.last_error,
+	   pw.last_error_at,
+	   pw.latency_p50_ms,
+	   pw.latency_p99_ms
   FROM adstream.pipeline AS p
   LEFT JOIN LATERAL (
 		SELECT co.partition FROM adstream.consumed_offset AS co
@@ -712,9 +745,9 @@ SELECT p.name AS pipeline,
   LEFT JOIN adstream.consumed_offset AS o
 	ON o.pipeline_id = p.id AND o.topic = p.topic AND o.partition = parts.partition
   LEFT JOIN w AS e ON e.pipeline_id = p.id AND e.partition = parts.partition
-  LEFT JOIN worker ON worker.pipeline_id = p.id;
+  LEFT JOIN pipeline_workers AS pw ON pw.pipeline_id = p.id;
 COMMENT ON VIEW adstream.pipeline_status IS
-	'Per pipeline and partition: the consumer worker''s pid and state, the stored next offset, the broker''s end offset and the lag, and the worker''s counters (since the server started), last commit and last error. Counters are per pipeline, repeated on each of its partitions. latency_p50_ms/latency_p99_ms: from a message''s Kafka timestamp to the commit of its batch, recent minutes weighted most.';
+	'Per pipeline and partition: the consumer worker''s pid and state, the stored next offset, the broker''s end offset and the lag, and the worker''s counters (since the server started), last commit and last error. Counters are per pipeline (added over its workers), repeated on each of its partitions; worker_pid and worker_state are those of the worker that owns the partition. latency_p50_ms/latency_p99_ms: from a message''s Kafka timestamp to the commit of its batch, recent minutes weighted most.';
 
 CREATE VIEW adstream.dead_letter_summary AS
 SELECT p.name AS pipeline,

@@ -60,3 +60,11 @@ SELECT name, kafka_properties FROM adstream.list_pipelines() WHERE name = 'k1';
 RESET SESSION AUTHORIZATION;
 DROP OWNED BY ads_lister;
 DROP ROLE ads_lister;
+
+-- workers: 1 to 16
+SELECT adstream.create_pipeline('k2', topic => 'ads', bootstrap_servers => 'a:1', workers => 0);
+SELECT adstream.create_pipeline('k2', topic => 'ads', bootstrap_servers => 'a:1', workers => 17);
+SELECT adstream.create_pipeline('k2', topic => 'ads', bootstrap_servers => 'a:1', workers => 4,
+                                enabled => false);
+SELECT adstream.alter_pipeline('k2', workers => 2);
+SELECT name, workers FROM adstream.list_pipelines() WHERE name = 'k2';

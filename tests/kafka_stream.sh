@@ -3,17 +3,19 @@
 # launcher consumes a generated stream, and the tables must then equal the
 # generator's ground truth exactly.  Prints TAP lines.
 #
-#   tests/kafka_stream.sh [--events N]
+#   tests/kafka_stream.sh [--events N] [--workers W]
 set -uo pipefail
 src=$(cd "$(dirname "$0")/.." && pwd)
 . "$src/tests/lib/common.sh"
 . "$src/tests/lib/kafka.sh"
 
 events=50000
+workers=1
 while [ $# -gt 0 ]; do
 	case "$1" in
 		--events) events=$2; shift 2 ;;
-		*) echo "usage: $0 [--events N]" >&2; exit 2 ;;
+		--workers) workers=$2; shift 2 ;;
+		*) echo "usage: $0 [--events N] [--workers W]" >&2; exit 2 ;;
 	esac
 done
 
@@ -47,7 +49,8 @@ CREATE TABLE truth (seq bigint, status text, reason text, event_id text, event_t
 COPY truth FROM '$work/truth.copy';
 SELECT adstream.create_pipeline('stream', max_message_bytes => 4096, topic => 'ads',
        bootstrap_servers => '$(cat "$work/bootstrap")',
-       kafka_properties => '{"fetch.wait.max.ms": 10}', batch_size => 5000);
+       kafka_properties => '{"fetch.wait.max.ms": 10}', batch_size => 5000,
+       workers => $workers);
 SQL
 
 # wait (bounded) until every partition's stored offset reaches its end
@@ -60,9 +63,9 @@ for _ in $(seq 1 600); do
 	sleep 0.2
 done
 if [ "$caught_up" -eq 1 ]; then
-	echo "ok - the consumer worker applied all $events messages"
+	echo "ok - $workers consumer worker(s) applied all $events messages"
 else
-	echo "not ok - the consumer worker applied all $events messages (stored offsets: $("${psql_cmd[@]}" -c "SELECT sum(next_offset) FROM adstream.consumed_offset"))"
+	echo "not ok - $workers consumer worker(s) applied all $events messages (stored offsets: $("${psql_cmd[@]}" -c "SELECT sum(next_offset) FROM adstream.consumed_offset"))"
 	tail -20 "$work/pg/server.log"
 fi
 
@@ -73,6 +76,7 @@ for _ in $(seq 1 100); do
 	if [ "$("${psql_cmd[@]}" -c "
 		SELECT count(*) = 4
 		   AND bool_and(worker_state = 'consuming' AND worker_pid IS NOT NULL)
+		   AND count(DISTINCT worker_pid) = $workers
 		   AND bool_and(end_offset = next_offset AND lag = 0)
 		   AND min(accepted) = (SELECT count(*) FROM truth WHERE status = 'accepted')
 		   AND min(rejected) = (SELECT count(*) FROM truth WHERE status = 'rejected')
@@ -85,9 +89,9 @@ for _ in $(seq 1 100); do
 	sleep 0.1
 done
 if [ "$status_ok" -eq 1 ]; then
-	echo "ok - pipeline_status shows the worker consuming, no lag, and counts equal to ground truth"
+	echo "ok - pipeline_status shows $workers worker(s) consuming, no lag, and counts equal to ground truth"
 else
-	echo "not ok - pipeline_status shows the worker consuming, no lag, and counts equal to ground truth"
+	echo "not ok - pipeline_status shows $workers worker(s) consuming, no lag, and counts equal to ground truth"
 	"${psql_cmd[@]}" -c "SELECT * FROM adstream.pipeline_status"
 fi
 

@@ -68,6 +68,7 @@ run_tap_suite concurrent concurrent/ bash tests/concurrent_ingest.sh
 #    request and PostgreSQL faults
 echo "# Kafka"
 run_tap_suite kafka kafka/ bash tests/kafka_stream.sh
+run_tap_suite kafka-2-workers kafka-2-workers/ bash tests/kafka_stream.sh --workers 2
 run_tap_suite kafka-kill kafka-kill/ bash tests/kafka_kill.sh
 run_tap_suite kafka-faults kafka-faults/ bash tests/kafka_faults.sh
 # (against a real broker only; skipped unless ADSTREAM_TEST_BOOTSTRAP is set)

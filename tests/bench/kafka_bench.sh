@@ -2,8 +2,9 @@
 # End-to-end benchmark through the embedded Kafka, in one run:
 #   1. throughput: N generated events are produced to a topic first; then a
 #      plain librdkafka consumer (tests/kafka/drain) drains the topic, and
-#      adstream's consumer worker applies the same topic from the start.
-#      Both rates, their ratio, and an exact ground-truth check;
+#      an adstream pipeline with 1, then with 2 consumer workers applies the
+#      same topic from the start.  The rates, their ratios to the drain,
+#      and an exact ground-truth check of each;
 #   2. latency: a steady paced stream (default 20,000 events/s for 20 s);
 #      the worker's p50 and p99 from each message's Kafka timestamp to the
 #      commit of its batch (adstream.pipeline_status), and the lag at the end.
@@ -65,40 +66,49 @@ echo "# baseline: a plain librdkafka consumer drains the topic"
 	--messages "$events" >"$work/drain.txt" || exit 1
 . "$work/drain.txt"
 
-echo "# adstream: one consumer worker applies the topic from the start"
 "${psql_cmd[@]}" >/dev/null <<SQL || exit 1
 CREATE EXTENSION adstream;
-SELECT adstream.create_pipeline('tput', max_message_bytes => 4096, topic => 'tput',
-       bootstrap_servers => '$(cat "$work/bootstrap")',
-       kafka_properties => '{"fetch.wait.max.ms": 10}', batch_size => 10000);
-SQL
-first_n=
-t_first=
-t_last=
-for _ in $(seq 1 60000); do
-	n=$("${psql_cmd[@]}" -c "SELECT coalesce(sum(next_offset), 0) FROM adstream.consumed_offset o
-	                          JOIN adstream.pipeline p ON p.id = o.pipeline_id AND p.name = 'tput'")
-	if [ -z "$t_first" ] && [ "$n" -gt 0 ]; then
-		t_first=$(now)
-		first_n=$n
-	fi
-	if [ "$n" -ge "$events" ]; then
-		t_last=$(now)
-		break
-	fi
-	sleep 0.02
-done
-[ -n "$t_last" ] || { echo "kafka_bench: the worker did not catch up" >&2; exit 1; }
-
-"${psql_cmd[@]}" >/dev/null <<SQL || exit 1
 CREATE TABLE raw (seq bigint PRIMARY KEY, partition int, "offset" bigint, kafka_ms bigint, msg bytea);
 COPY raw FROM '$work/messages.copy';
 CREATE TABLE truth (seq bigint, status text, reason text, event_id text, event_type text,
                     ad_id text, window_start_ms bigint, cost_micros bigint);
 COPY truth FROM '$work/truth.copy';
-SELECT adstream.fold_minute_stats(100000000);
 SQL
-"${psql_cmd[@]}" -f "$src/tests/lib/truth_checks.sql" >"$work/check.txt" 2>&1
+
+# measure W: a pipeline with W consumer workers applies the whole topic from
+# the start; sets rate_W (events/s from its first commit to its last) and
+# checks the result against ground truth
+measure() {
+	local w=$1 n first_n= t_first= t_last=
+	echo "# adstream: $w consumer worker(s) apply the topic from the start"
+	"${psql_cmd[@]}" >/dev/null <<SQL || exit 1
+SELECT adstream.drop_pipeline(name) FROM adstream.list_pipelines();
+SELECT adstream.create_pipeline('tput', max_message_bytes => 4096, topic => 'tput',
+       bootstrap_servers => '$(cat "$work/bootstrap")',
+       kafka_properties => '{"fetch.wait.max.ms": 10}', batch_size => 10000, workers => $w);
+SQL
+	for _ in $(seq 1 60000); do
+		n=$("${psql_cmd[@]}" -c "SELECT coalesce(sum(next_offset), 0) FROM adstream.consumed_offset o
+		                          JOIN adstream.pipeline p ON p.id = o.pipeline_id AND p.name = 'tput'")
+		if [ -z "$t_first" ] && [ "$n" -gt 0 ]; then
+			t_first=$(now)
+			first_n=$n
+		fi
+		if [ "$n" -ge "$events" ]; then
+			t_last=$(now)
+			break
+		fi
+		sleep 0.02
+	done
+	[ -n "$t_last" ] || { echo "kafka_bench: the workers did not catch up" >&2; exit 1; }
+	eval "rate_$w=$(awk -v n="$events" -v fn="$first_n" -v t0="$t_first" -v t1="$t_last" \
+		'BEGIN { printf "%.0f", (n - fn) / (t1 - t0) }')"
+	eval "secs_$w=$(awk -v t0="$t_first" -v t1="$t_last" 'BEGIN { printf "%.3f", t1 - t0 }')"
+	"${psql_cmd[@]}" -c "SELECT adstream.fold_minute_stats(100000000)" >/dev/null
+	"${psql_cmd[@]}" -f "$src/tests/lib/truth_checks.sql" >>"$work/check.txt" 2>&1
+}
+measure 1
+measure 2
 
 echo "# latency: $rate events/s for $seconds s to topic lat"
 "${psql_cmd[@]}" >/dev/null <<SQL || exit 1
@@ -122,16 +132,15 @@ read -r p50 p99 accepted < <("${psql_cmd[@]}" -F ' ' -c "
 	SELECT max(latency_p50_ms), max(latency_p99_ms), max(accepted)
 	  FROM adstream.pipeline_status WHERE pipeline = 'lat'")
 
-awk -v n="$events" -v fn="$first_n" -v t0="$t_first" -v t1="$t_last" -v ds="$drain_secs" \
-	-v dr="$drain_rate" -v p50="$p50" -v p99="$p99" -v r="$rate" -v s="$seconds" \
-	-v acc="$accepted" 'BEGIN {
-	ours = (n - fn) / (t1 - t0)
+awk -v ds="$drain_secs" -v dr="$drain_rate" -v s1="$secs_1" -v r1="$rate_1" \
+	-v s2="$secs_2" -v r2="$rate_2" -v p50="$p50" -v p99="$p99" -v r="$rate" \
+	-v s="$seconds" -v acc="$accepted" 'BEGIN {
 	printf "plain librdkafka consumer drain: %.3f s  %9.0f messages/s\n", ds, dr
-	printf "adstream, 1 consumer worker:     %.3f s  %9.0f events/s (produce-to-committed, first commit to last)\n", t1 - t0, ours
-	printf "ratio adstream/drain:            %.3f\n", ours / dr
+	printf "adstream, 1 consumer worker:     %.3f s  %9.0f events/s  ratio to drain %.3f\n", s1, r1, r1 / dr
+	printf "adstream, 2 consumer workers:    %.3f s  %9.0f events/s  ratio to drain %.3f\n", s2, r2, r2 / dr
 	printf "latency at %d events/s for %d s (%d accepted): p50 %s ms, p99 %s ms (Kafka timestamp to commit)\n", r, s, acc, p50, p99
 }'
 cat "$work/check.txt"
-if grep -q '^not ok' "$work/check.txt" || [ "$(grep -c '^ok' "$work/check.txt")" -ne 7 ]; then
+if grep -q '^not ok' "$work/check.txt" || [ "$(grep -c '^ok' "$work/check.txt")" -ne 14 ]; then
 	exit 1
 fi
