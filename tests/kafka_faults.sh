@@ -117,6 +117,24 @@ if [ "$(grep -c '^ok' "$work/check.txt")" -ne 7 ] || grep -q '^not ok' "$work/ch
 	status=1
 fi
 
+# disabling the pipeline stops its worker; enabling it starts one again
+consumers() {
+	"${psql_cmd[@]}" -c "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'adstream consumer'"
+}
+wait_consumers() {			# wait_consumers N: bounded wait for N consumer workers
+	for _ in $(seq 1 100); do
+		[ "$(consumers)" = "$1" ] && return 0
+		sleep 0.1
+	done
+	return 1
+}
+set_enabled() {				# set_enabled BOOL N: alter, then wait for N workers
+	"${psql_cmd[@]}" -c "SELECT adstream.alter_pipeline('faults', enabled => $1)" &&
+		wait_consumers "$2"
+}
+step "disabling the running pipeline stops its worker within 10 s" set_enabled false 0
+step "enabling it again starts a worker within 10 s" set_enabled true 1
+
 # dropping the pipeline stops its worker
 "${psql_cmd[@]}" -c "SELECT adstream.drop_pipeline('faults')" >/dev/null
 gone=0
