@@ -76,6 +76,7 @@ typedef struct AdstreamPipeline
 	int64		dedup_horizon;
 	int64		attribution_window;
 	int32		max_message_bytes;
+	int64		version;		/* updated_at in microseconds: changes on alter */
 } AdstreamPipeline;
 
 /* What one batch did. */

@@ -105,8 +105,12 @@ note_kafka_error(Consumer *c, const char *err)
 }
 
 /*
- * Assign every partition of the topic at its stored offset.  Returns false
- * if the topic's metadata could not be read (the caller retries).
+ * Assign this worker's partitions of the topic at their stored offsets.
+ * A partition without one starts at the beginning, except when the pipeline
+ * starts from the latest messages and none of this worker's partitions has
+ * an offset yet: then the partitions' current ends are resolved once and
+ * stored, so that a restart does not move them.  Returns false if the
+ * broker could not be asked (the caller retries).
  */
 static bool
 assign_partitions(Consumer *c)
@@ -118,7 +122,9 @@ assign_partitions(Consumer *c)
 	int64_t    *offsets;
 	int			nmine = 0;
 
-	nparts = adstream_kafka_partition_count(c->kafka, c->src.topic, 5000, err, sizeof(err));
+	bool		initialized = false;
+
+	nparts = adstream_kafka_partition_count(c->kafka, c->src.topic, 2000, err, sizeof(err));
 	c->last_partition_check = GetCurrentTimestamp();
 	if (nparts <= 0)
 	{
@@ -135,12 +141,32 @@ assign_partitions(Consumer *c)
 	adstream_load_offsets(c->src.pipeline_id, c->src.topic, stored, nparts);
 	in_transaction_end();
 	for (int p = 0; p < nparts; p++)
+		if (p % c->count == c->index && stored[p] >= 0)
+			initialized = true;
+	for (int p = 0; p < nparts; p++)
 	{
 		if (p % c->count != c->index)
 			continue;
 		parts[nmine] = p;
-		offsets[nmine++] = stored[p] >= 0 ? stored[p] :
-			c->src.start_latest ? ADSTREAM_KAFKA_LATEST : ADSTREAM_KAFKA_EARLIEST;
+		offsets[nmine] = stored[p];
+		if (stored[p] < 0 && (initialized || !c->src.start_latest))
+			offsets[nmine] = ADSTREAM_KAFKA_EARLIEST;
+		else if (stored[p] < 0)
+		{
+			offsets[nmine] = adstream_kafka_query_end_offset(c->kafka, c->src.topic, p, 2000);
+			if (offsets[nmine] < 0)
+			{
+				note_kafka_error(c, "could not read the end offsets to start from the latest messages");
+				return false;
+			}
+		}
+		nmine++;
+	}
+	if (c->src.start_latest && !initialized && nmine > 0)
+	{
+		in_transaction_begin();
+		adstream_store_start_offsets(c->src.pipeline_id, c->src.topic, parts, offsets, nmine);
+		in_transaction_end();
 	}
 	if (!adstream_kafka_assign(c->kafka, c->src.topic, parts, offsets, nmine,
 							   err, sizeof(err)))
@@ -209,10 +235,12 @@ apply_batch(Consumer *c)
 	{
 		in_transaction_begin();
 		pgstat_report_activity(STATE_RUNNING, "adstream: applying a batch");
-		if (!adstream_load_pipeline(c->src.name, &pl) || pl.id != c->src.pipeline_id)
+		if (!adstream_load_pipeline(c->src.name, &pl) || pl.id != c->src.pipeline_id ||
+			pl.version != c->src.version)
 		{
+			/* the launcher starts workers for the pipeline as it is now */
 			ereport(LOG,
-					(errmsg("adstream: pipeline \"%s\" was dropped; its consumer stops",
+					(errmsg("adstream: pipeline \"%s\" was dropped or altered; this consumer stops",
 							c->src.name)));
 			proc_exit(0);
 		}
@@ -222,10 +250,10 @@ apply_batch(Consumer *c)
 	PG_CATCH();
 	{
 		/* keep the reason for the status view; the worker then exits */
-		MemoryContext ecxt = MemoryContextSwitchTo(ErrorContext);
-		ErrorData  *edata = CopyErrorData();
+		ErrorData  *edata;
 
-		MemoryContextSwitchTo(ecxt);
+		MemoryContextSwitchTo(TopMemoryContext);
+		edata = CopyErrorData();
 		adstream_status_error(c->status, edata->message);
 		PG_RE_THROW();
 	}
@@ -294,10 +322,8 @@ adstream_consumer_main(Datum main_arg)
 
 	if (sscanf(MyBgworkerEntry->bgw_extra, "%d %d", &c.index, &c.count) != 2 ||
 		c.count < 1 || c.index < 0 || c.index >= c.count)
-	{
-		c.index = 0;
-		c.count = 1;
-	}
+		ereport(ERROR,
+				(errmsg("adstream: consumer worker started without its index and count")));
 
 	in_transaction_begin();
 	claimed = adstream_claim_pipeline(pipeline_id, c.index);
@@ -307,7 +333,7 @@ adstream_consumer_main(Datum main_arg)
 	if (!claimed)
 		proc_exit(0);			/* gone, disabled, or consumed by another worker */
 	pgstat_report_appname(psprintf("adstream consumer %s", c.src.name));
-	c.status = adstream_status_attach(pipeline_id, c.index);
+	c.status = adstream_status_attach(pipeline_id, c.index, c.src.version);
 	adstream_status_state(c.status, "connecting");
 
 	snprintf(group, sizeof(group), "adstream-%s", c.src.name);
@@ -350,7 +376,17 @@ adstream_consumer_main(Datum main_arg)
 		{
 			int			want = Min(c.src.batch_size - c.n, 1000);
 
-			got = adstream_kafka_poll(c.kafka, c.buf + c.n, want, err, sizeof(err));
+			got = adstream_kafka_poll(c.kafka, c.buf + c.n, want,
+									  BATCH_MAX_BYTES - c.bytes, err, sizeof(err));
+			if (got < 0)
+			{
+				/* never apply past a message librdkafka could not give us */
+				adstream_status_error(c.status, err);
+				ereport(ERROR,
+						(errmsg("adstream: pipeline \"%s\": Kafka: %s", c.src.name, err),
+						 errdetail("The worker stops rather than skip messages; it is started again with backoff and resumes from the stored offsets."),
+						 errhint("If the offset is no longer in the topic (retention, or the topic was recreated), those messages are gone from Kafka; set the partition's next_offset in adstream.consumed_offset to where to resume.")));
+			}
 			if (err[0] != '\0')
 				note_kafka_error(&c, err);
 			if (got > 0 && c.n == 0)

@@ -123,7 +123,8 @@ static const StmtDef stmt_defs[NUM_STMTS] = {
 		" (extract(epoch FROM max_future_skew) * 1000000)::int8,"
 		" (extract(epoch FROM dedup_horizon) * 1000000)::int8,"
 		" (extract(epoch FROM attribution_window) * 1000000)::int8,"
-		" max_message_bytes"
+		" max_message_bytes,"
+		" (extract(epoch FROM updated_at) * 1000000)::int8"
 		" FROM adstream.pipeline WHERE name = $1 FOR KEY SHARE",
 		1, {TEXTOID}
 	},
@@ -244,6 +245,7 @@ adstream_load_pipeline(const char *name, AdstreamPipeline *pipeline)
 	pipeline->dedup_horizon = DatumGetInt64(SPI_getbinval(tup, desc, 5, &isnull));
 	pipeline->attribution_window = DatumGetInt64(SPI_getbinval(tup, desc, 6, &isnull));
 	pipeline->max_message_bytes = DatumGetInt32(SPI_getbinval(tup, desc, 7, &isnull));
+	pipeline->version = DatumGetInt64(SPI_getbinval(tup, desc, 8, &isnull));
 	SPI_freetuptable(SPI_tuptable);
 	return true;
 }

@@ -74,7 +74,8 @@ adstream_kafka_consumer_new(const char *bootstrap, const char *group,
 		{"enable.auto.commit", "false"},
 		{"enable.auto.offset.store", "false"},
 		{"enable.partition.eof", "false"},
-		{"auto.offset.reset", "earliest"},
+		/* a stored offset no longer in the log is an error, not a jump */
+		{"auto.offset.reset", "error"},
 	};
 
 	if (c == NULL)
@@ -182,20 +183,23 @@ adstream_kafka_assign(AdstreamKafkaConsumer *c, const char *topic,
 
 int
 adstream_kafka_poll(AdstreamKafkaConsumer *c, AdstreamKafkaMessage *out, int max,
-					char *err, size_t errlen)
+					size_t max_bytes, char *err, size_t errlen)
 {
 	rd_kafka_message_t *buf[1024];
 	int			got = 0;
+	size_t		bytes = 0;
 	char		drain[64];
 
 	err[0] = '\0';
 	/* empty the wake-up pipe first, so no wake-up is lost */
 	while (read(c->pipe_fds[0], drain, sizeof(drain)) > 0)
 		;
-	while (got < max)
+	while (got < max && bytes < max_bytes)
 	{
+		/* small steps near the byte limit, so it is not overshot by much */
 		ssize_t		n = rd_kafka_consume_batch_queue(c->queue, 0, buf,
-													 Min(max - got, lengthof(buf)));
+													 Min(Min(max - got, lengthof(buf)),
+														 bytes > 0 ? 16 : lengthof(buf)));
 
 		if (n <= 0)
 			break;
@@ -207,9 +211,24 @@ adstream_kafka_poll(AdstreamKafkaConsumer *c, AdstreamKafkaMessage *out, int max
 
 			if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR)
 			{
-				snprintf(err, errlen, "%s: %s", rd_kafka_err2name(m->err),
-						 rd_kafka_message_errstr(m));
+				bool		fatal = m->rkt != NULL && m->partition >= 0;
+
+				if (fatal)
+					snprintf(err, errlen, "partition %d at offset %lld: %s: %s",
+							 (int) m->partition, (long long) m->offset,
+							 rd_kafka_err2name(m->err), rd_kafka_message_errstr(m));
+				else
+					snprintf(err, errlen, "%s: %s", rd_kafka_err2name(m->err),
+							 rd_kafka_message_errstr(m));
 				rd_kafka_message_destroy(m);
+				if (fatal)
+				{
+					/* nothing after this point may be applied */
+					for (ssize_t j = i + 1; j < n; j++)
+						rd_kafka_message_destroy(buf[j]);
+					adstream_kafka_release(out, got);
+					return -1;
+				}
 				continue;
 			}
 			ts = rd_kafka_message_timestamp(m, &tstype);
@@ -220,6 +239,7 @@ adstream_kafka_poll(AdstreamKafkaConsumer *c, AdstreamKafkaMessage *out, int max
 			out[got].data = (const char *) m->payload;
 			out[got].len = m->len;
 			out[got].handle = m;
+			bytes += m->len;
 			got++;
 		}
 	}
@@ -230,6 +250,19 @@ adstream_kafka_poll(AdstreamKafkaConsumer *c, AdstreamKafkaMessage *out, int max
 		c->last_error[0] = '\0';
 	}
 	return got;
+}
+
+int64_t
+adstream_kafka_query_end_offset(AdstreamKafkaConsumer *c, const char *topic,
+								int32_t partition, int timeout_ms)
+{
+	int64_t		lo,
+				hi;
+
+	if (rd_kafka_query_watermark_offsets(c->rk, topic, partition, &lo, &hi,
+										 timeout_ms) != RD_KAFKA_RESP_ERR_NO_ERROR)
+		return -1;
+	return hi;
 }
 
 void

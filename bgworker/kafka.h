@@ -70,12 +70,22 @@ extern bool adstream_kafka_assign(AdstreamKafkaConsumer *c, const char *topic,
 								  int n, char *err, size_t errlen);
 
 /*
- * Take up to max waiting messages without blocking.  Returns how many
- * were stored in out.  Errors reported by librdkafka since the last call
- * (broker down, fetch errors) are copied to err, empty if none.
+ * Take up to max waiting messages, stopping once their payloads reach
+ * max_bytes, without blocking.  Returns how many were stored in out.
+ * Errors librdkafka reported since the last call and retries by itself
+ * (a broker down) are copied to err, empty if none.  An error about a
+ * partition's messages (one it could not decode, an offset no longer in
+ * the log) means librdkafka would move past messages unread: then the
+ * call returns -1 with the error in err, and the caller must not apply
+ * anything more from this consumer.
  */
 extern int	adstream_kafka_poll(AdstreamKafkaConsumer *c, AdstreamKafkaMessage *out,
-								int max, char *err, size_t errlen);
+								int max, size_t max_bytes, char *err, size_t errlen);
+
+/* The broker's end offset of a partition, asking it; -1 on failure. */
+extern int64_t adstream_kafka_query_end_offset(AdstreamKafkaConsumer *c,
+											   const char *topic, int32_t partition,
+											   int timeout_ms);
 
 /* Give back messages returned by adstream_kafka_poll(). */
 extern void adstream_kafka_release(AdstreamKafkaMessage *msgs, int n);

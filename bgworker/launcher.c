@@ -49,6 +49,7 @@
 typedef struct Slot
 {
 	bool		used;
+	bool		stopping;		/* terminated; kept until it has exited */
 	int32		pipeline_id;
 	int			index;			/* worker index within the pipeline */
 	int			count;			/* the pipeline's number of workers */
@@ -107,15 +108,46 @@ start_consumer(Slot *s)
 	return true;
 }
 
+/* Ask the worker to stop; the slot stays until it has exited. */
 static void
 stop_consumer(Slot *s)
 {
-	if (s->handle != NULL)
+	if (s->handle == NULL)
+		s->used = false;
+	else
 	{
 		TerminateBackgroundWorker(s->handle);
-		pfree(s->handle);
-		s->handle = NULL;
+		s->stopping = true;
 	}
+}
+
+/*
+ * Forget stopping slots whose worker has exited.  Returns whether the
+ * pipeline still has a worker on its way out: its new workers wait, so
+ * that two generations never consume the same partitions.
+ */
+static bool
+still_stopping(int32 pipeline_id)
+{
+	bool		any = false;
+
+	for (int i = 0; i < MAX_SLOTS; i++)
+	{
+		Slot	   *s = &slots[i];
+		pid_t		pid;
+
+		if (!s->used || !s->stopping)
+			continue;
+		if (GetBackgroundWorkerPid(s->handle, &pid) == BGWH_STOPPED)
+		{
+			pfree(s->handle);
+			s->handle = NULL;
+			s->used = false;
+		}
+		else if (s->pipeline_id == pipeline_id)
+			any = true;
+	}
+	return any;
 }
 
 /* The slot of worker index of a pipeline, or NULL. */
@@ -123,8 +155,8 @@ static Slot *
 find_slot(int32 pipeline_id, int index)
 {
 	for (int i = 0; i < MAX_SLOTS; i++)
-		if (slots[i].used && slots[i].pipeline_id == pipeline_id &&
-			slots[i].index == index)
+		if (slots[i].used && !slots[i].stopping &&
+			slots[i].pipeline_id == pipeline_id && slots[i].index == index)
 			return &slots[i];
 	return NULL;
 }
@@ -141,20 +173,19 @@ reconcile(AdstreamRunnable *want, int nwant)
 		Slot	   *s = &slots[i];
 		int			j;
 
-		if (!s->used)
+		if (!s->used || s->stopping)
 			continue;
 		for (j = 0; j < nwant && want[j].pipeline_id != s->pipeline_id; j++)
 			;
 		if (j == nwant || want[j].version != s->version || s->index >= want[j].workers)
-		{
 			stop_consumer(s);
-			s->used = false;
-		}
 	}
 
 	/* notice exits; start what is missing, after any backoff */
 	for (int j = 0; j < nwant; j++)
 	{
+		if (still_stopping(want[j].pipeline_id))
+			continue;
 		for (int index = 0; index < want[j].workers; index++)
 		{
 			Slot	   *s = find_slot(want[j].pipeline_id, index);
@@ -196,8 +227,12 @@ reconcile(AdstreamRunnable *want, int nwant)
 						(errmsg("adstream: consumer %d/%d of pipeline \"%s\" exited; starting it again in %d ms",
 								s->index + 1, s->count, s->name, backoff)));
 			}
-			if (s->handle == NULL && now >= s->next_start)
-				start_consumer(s);
+			if (s->handle == NULL && now >= s->next_start && !start_consumer(s))
+			{
+				/* no free worker slot: try again in a while, not every second */
+				s->failures++;
+				s->next_start = TimestampTzPlusMilliseconds(now, MAX_BACKOFF_MS);
+			}
 		}
 	}
 }
@@ -231,12 +266,10 @@ adstream_launcher_main(Datum main_arg)
 			elog(ERROR, "adstream: SPI_connect failed");
 		PushActiveSnapshot(GetTransactionSnapshot());
 		pgstat_report_activity(STATE_RUNNING, "adstream: checking pipelines");
-		if (first)
-		{
-			adstream_terminate_stale_consumers();
+		/* consumers of an earlier launcher must be gone before ours start */
+		if (first && adstream_terminate_stale_consumers() == 0)
 			first = false;
-		}
-		nwant = adstream_runnable_pipelines(want, MAX_PIPELINES);
+		nwant = first ? 0 : adstream_runnable_pipelines(want, MAX_PIPELINES);
 		SPI_finish();
 		PopActiveSnapshot();
 		CommitTransactionCommand();

@@ -10,6 +10,7 @@
 
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 
@@ -141,13 +142,42 @@ adstream_claim_pipeline(int32 pipeline_id, int worker_index)
 									  1, &isnull));
 }
 
-void
+int
 adstream_terminate_stale_consumers(void)
 {
 	check_spi(SPI_execute("SELECT pg_catalog.pg_terminate_backend(pid)"
 						  " FROM pg_catalog.pg_stat_activity"
 						  " WHERE backend_type = 'adstream consumer'"
-						  " AND datname = pg_catalog.current_database()"
-						  " AND pid <> pg_catalog.pg_backend_pid()",
+						  " AND datname = pg_catalog.current_database()",
 						  false, 0), "stale consumer cleanup");
+	return (int) SPI_processed;
+}
+
+void
+adstream_store_start_offsets(int32 pipeline_id, const char *topic, const int32 *parts,
+							 const int64 *offsets, int n)
+{
+	Oid			argtypes[4] = {INT4OID, TEXTOID, INT4ARRAYOID, INT8ARRAYOID};
+	Datum		args[4];
+	Datum	   *p = palloc(sizeof(Datum) * Max(n, 1));
+	Datum	   *o = palloc(sizeof(Datum) * Max(n, 1));
+
+	if (n == 0)
+		return;
+	for (int i = 0; i < n; i++)
+	{
+		p[i] = Int32GetDatum(parts[i]);
+		o[i] = Int64GetDatum(offsets[i]);
+	}
+	args[0] = Int32GetDatum(pipeline_id);
+	args[1] = CStringGetTextDatum(topic);
+	args[2] = PointerGetDatum(construct_array(p, n, INT4OID, 4, true, TYPALIGN_INT));
+	args[3] = PointerGetDatum(construct_array(o, n, INT8OID, 8, FLOAT8PASSBYVAL,
+											  TYPALIGN_DOUBLE));
+	check_spi(SPI_execute_with_args("INSERT INTO adstream.consumed_offset"
+									" (pipeline_id, topic, partition, next_offset)"
+									" SELECT $1, $2, u.p, u.o FROM unnest($3, $4) AS u(p, o)"
+									" ON CONFLICT (pipeline_id, topic, partition) DO NOTHING",
+									4, argtypes, args, NULL, false, 0),
+			  "start offsets");
 }

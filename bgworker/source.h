@@ -67,7 +67,19 @@ extern void adstream_load_offsets(int32 pipeline_id, const char *topic,
 #define ADSTREAM_LOCK_CLASS 0x61647374	/* "adst" */
 extern bool adstream_claim_pipeline(int32 pipeline_id, int worker_index);
 
-/* Terminate consumer workers of this database left from an earlier launcher. */
-extern void adstream_terminate_stale_consumers(void);
+/*
+ * Store start positions for partitions that have none yet (INSERT .. ON
+ * CONFLICT DO NOTHING), so that a position resolved once, such as the end
+ * of a partition for start_from latest, survives restarts.
+ */
+extern void adstream_store_start_offsets(int32 pipeline_id, const char *topic,
+										 const int32 *parts, const int64 *offsets,
+										 int n);
+
+/*
+ * Terminate consumer workers of this database left from an earlier
+ * launcher; returns how many are still running.
+ */
+extern int	adstream_terminate_stale_consumers(void);
 
 #endif							/* ADSTREAM_SOURCE_H */

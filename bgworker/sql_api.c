@@ -269,8 +269,8 @@ adstream_worker_status(PG_FUNCTION_ARGS)
 			owned += w->end_offset[p] != -2;
 		for (int p = 0; p < Max(w->nparts, 1); p++)
 		{
-			Datum		values[18];
-			bool		nulls[18] = {0};
+			Datum		values[19];
+			bool		nulls[19] = {0};
 
 			/* partitions of another worker of the pipeline are its rows */
 			if (owned > 0 && w->end_offset[p] == -2)
@@ -301,6 +301,7 @@ adstream_worker_status(PG_FUNCTION_ARGS)
 			nulls[16] = p50 < 0;
 			values[17] = Int32GetDatum(p99);
 			nulls[17] = p99 < 0;
+			values[18] = Int64GetDatum(w->version);
 			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 			if (owned == 0)
 				break;

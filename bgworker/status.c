@@ -71,13 +71,14 @@ status_detach(int code, Datum arg)
 	if (ws->pid == MyProcPid)
 	{
 		ws->pid = 0;
+		ws->nparts = 0;
 		strlcpy(ws->state, "stopped", sizeof(ws->state));
 	}
 	LWLockRelease(shared->lock);
 }
 
 AdstreamWorkerStatus *
-adstream_status_attach(int32 pipeline_id, int worker_index)
+adstream_status_attach(int32 pipeline_id, int worker_index, int64 version)
 {
 	AdstreamWorkerStatus *ws = NULL;
 
@@ -100,11 +101,13 @@ adstream_status_attach(int32 pipeline_id, int worker_index)
 		}
 	if (ws != NULL)
 	{
-		if (ws->pipeline_id != pipeline_id || ws->worker_index != worker_index)
+		if (ws->pipeline_id != pipeline_id || ws->worker_index != worker_index ||
+			ws->version != version)
 		{
 			memset(ws, 0, sizeof(*ws));
 			ws->pipeline_id = pipeline_id;
 			ws->worker_index = worker_index;
+			ws->version = version;
 		}
 		ws->pid = MyProcPid;
 		ws->started_at = GetCurrentTimestamp();

@@ -23,10 +23,11 @@ typedef struct AdstreamWorkerStatus
 {
 	int32		pipeline_id;	/* 0: free slot */
 	int			worker_index;	/* which of the pipeline's workers */
+	int64		version;		/* of the pipeline, as the worker started */
 	int			pid;			/* 0: no worker running */
 	char		state[32];
 	TimestampTz started_at;
-	int64		batches;		/* counters since the server started */
+	int64		batches;		/* counters since the pipeline's last change */
 	int64		messages;
 	int64		accepted;
 	int64		duplicates;
@@ -49,8 +50,13 @@ typedef struct AdstreamWorkerStatus
 /* Shared memory hooks; from _PG_init when preloaded. */
 extern void adstream_status_init(void);
 
-/* Claim (or take back) the slot of this worker of the pipeline; NULL if none. */
-extern AdstreamWorkerStatus *adstream_status_attach(int32 pipeline_id, int worker_index);
+/*
+ * Claim (or take back) the slot of this worker of the pipeline; NULL if
+ * none is free.  Counters start again when the pipeline's version (its
+ * updated_at) differs from the slot's.
+ */
+extern AdstreamWorkerStatus *adstream_status_attach(int32 pipeline_id, int worker_index,
+													int64 version);
 
 extern void adstream_status_state(AdstreamWorkerStatus *ws, const char *state);
 extern void adstream_status_batch(AdstreamWorkerStatus *ws, int messages,

@@ -687,7 +687,8 @@ RETURNS TABLE (
 	partition integer,
 	end_offset bigint,
 	latency_p50_ms integer,
-	latency_p99_ms integer)
+	latency_p99_ms integer,
+	version bigint)
 AS 'MODULE_PATHNAME', 'adstream_worker_status'
 LANGUAGE C
 VOLATILE
@@ -696,7 +697,11 @@ COMMENT ON FUNCTION adstream._worker_status() IS
 	'Internal: what the consumer workers report in shared memory, per pipeline and partition (see adstream.pipeline_status).';
 
 CREATE VIEW adstream.pipeline_status AS
-WITH w AS (SELECT * FROM adstream._worker_status()),
+WITH w AS (
+		-- workers of each pipeline as it is now (not of an earlier version)
+		SELECT s.* FROM adstream._worker_status() AS s
+		  JOIN adstream.pipeline AS q ON q.id = s.pipeline_id
+		   AND s.version = (extract(epoch FROM q.updated_at) * 1000000)::int8),
 	 -- one row per worker, then per pipeline: counters add up over workers
 	 workers AS (SELECT DISTINCT ON (w.pipeline_id, w.worker_index) * FROM w
 				  ORDER BY w.pipeline_id, w.worker_index),
@@ -741,13 +746,15 @@ SELECT p.name AS pipeline,
 		 WHERE co.pipeline_id = p.id AND co.topic = p.topic
 		UNION
 		SELECT w.partition FROM w
-		 WHERE w.pipeline_id = p.id AND w.partition IS NOT NULL) AS parts ON true
+		 WHERE w.pipeline_id = p.id AND w.partition IS NOT NULL
+		   AND w.pid IS NOT NULL) AS parts ON true
   LEFT JOIN adstream.consumed_offset AS o
 	ON o.pipeline_id = p.id AND o.topic = p.topic AND o.partition = parts.partition
-  LEFT JOIN w AS e ON e.pipeline_id = p.id AND e.partition = parts.partition
+  LEFT JOIN w AS e
+	ON e.pipeline_id = p.id AND e.partition = parts.partition AND e.pid IS NOT NULL
   LEFT JOIN pipeline_workers AS pw ON pw.pipeline_id = p.id;
 COMMENT ON VIEW adstream.pipeline_status IS
-	'Per pipeline and partition: the consumer worker''s pid and state, the stored next offset, the broker''s end offset and the lag, and the worker''s counters (since the server started), last commit and last error. Counters are per pipeline (added over its workers), repeated on each of its partitions; worker_pid and worker_state are those of the worker that owns the partition. latency_p50_ms/latency_p99_ms: from a message''s Kafka timestamp to the commit of its batch, recent minutes weighted most.';
+	'Per pipeline and partition: the consumer worker''s pid and state, the stored next offset, the broker''s end offset and the lag, and the worker''s counters (since the server started or the pipeline last changed), last commit and last error. Counters are per pipeline (added over its workers), repeated on each of its partitions; worker_pid and worker_state are those of the worker that owns the partition. latency_p50_ms/latency_p99_ms: from a message''s Kafka timestamp to the commit of its batch, recent minutes weighted most.';
 
 CREATE VIEW adstream.dead_letter_summary AS
 SELECT p.name AS pipeline,

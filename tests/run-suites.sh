@@ -71,6 +71,7 @@ run_tap_suite kafka kafka/ bash tests/kafka_stream.sh
 run_tap_suite kafka-2-workers kafka-2-workers/ bash tests/kafka_stream.sh --workers 2
 run_tap_suite kafka-kill kafka-kill/ bash tests/kafka_kill.sh
 run_tap_suite kafka-faults kafka-faults/ bash tests/kafka_faults.sh
+run_tap_suite kafka-positions kafka-positions/ bash tests/kafka_positions.sh
 # (against a real broker only; skipped unless ADSTREAM_TEST_BOOTSTRAP is set)
 run_tap_suite read-committed read-committed/ bash tests/kafka_read_committed.sh
 
