@@ -197,9 +197,9 @@ adstream_kafka_poll(AdstreamKafkaConsumer *c, AdstreamKafkaMessage *out, int max
 	while (got < max && bytes < max_bytes)
 	{
 		/* small steps near the byte limit, so it is not overshot by much */
+		size_t		step = max_bytes - bytes < 16 * 1024 * 1024 ? 16 : lengthof(buf);
 		ssize_t		n = rd_kafka_consume_batch_queue(c->queue, 0, buf,
-													 Min(Min(max - got, lengthof(buf)),
-														 bytes > 0 ? 16 : lengthof(buf)));
+													 Min(Min(max - got, lengthof(buf)), step));
 
 		if (n <= 0)
 			break;
