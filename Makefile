@@ -25,6 +25,7 @@ MODULEDIR = extension
 DATA = extension/adstream.control $(wildcard extension/adstream--*.sql)
 
 REGRESS = install pipeline_options kafka_source ingest_basic rejections dedup windows fold \
+	emission \
 	offsets privileges injection views drop
 REGRESS_OPTS = --temp-instance=tmp_check --temp-config=tests/regress.conf
 

@@ -1,10 +1,11 @@
 /*-------------------------------------------------------------------------
  *
  * event_key.c
- *	  Maps event ids to fixed-width 16-byte deduplication keys.
+ *	  Maps event ids to fixed-width 16-byte deduplication keys, and output
+ *	  records to their name-based UUIDs.
  *
- * A fixed-width key keeps the dedup index small and its comparisons cheap,
- * which matters: every accepted event inserts one random key into a B-tree.
+ * A fixed-width key keeps the key index small and its comparisons cheap,
+ * which matters: every accepted event inserts one key into it.
  * UUID-form ids are used as their 16 bytes (so they compare as UUID values,
  * in any letter case; no hashing, no collisions).  Other ids are hashed with
  * SHA-1 into a version-5 UUID; two distinct ids collide with probability
@@ -15,6 +16,8 @@
 #include "postgres.h"
 
 #include <uuid/uuid.h>
+
+#include "lib/stringinfo.h"
 
 #include "event_key.h"
 
@@ -60,6 +63,29 @@ parse_uuid_text(const char *id, int len, uint8 key[16])
 		i++;
 	}
 	return true;
+}
+
+/* Namespace of adstream's window records (a fixed, randomly chosen UUID). */
+static const uint8 window_record_namespace[16] = {
+	0x3a, 0x81, 0x5e, 0xc7, 0x12, 0x9d, 0x4b, 0x60,
+	0xb4, 0x27, 0x6f, 0xe3, 0x05, 0x98, 0xd1, 0x4c
+};
+
+void
+adstream_window_key(const char *region, const char *ad_id, int64 window_start_ms,
+					uint8 key[16])
+{
+	/* region, ad id and window start, NUL-separated: no two keys share a name */
+	StringInfoData name;
+
+	initStringInfo(&name);
+	appendStringInfoString(&name, region);
+	appendStringInfoChar(&name, '\0');
+	appendStringInfoString(&name, ad_id);
+	appendStringInfoChar(&name, '\0');
+	appendStringInfo(&name, INT64_FORMAT, window_start_ms);
+	uuid_generate_sha1(key, window_record_namespace, name.data, (size_t) name.len);
+	pfree(name.data);
 }
 
 void

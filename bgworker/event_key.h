@@ -1,7 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * event_key.h
- *	  The 16-byte deduplication key of an event id.
+ *	  The 16-byte deduplication key of an event id, and the UUID of a
+ *	  window's output record.
  *
  *-------------------------------------------------------------------------
  */
@@ -16,5 +17,14 @@
  * bytes in adstream's event-id namespace.
  */
 extern void adstream_event_key(const char *id, int len, uint8 key[16]);
+
+/*
+ * The record UUID of an ad's 1-minute window: the name-based (SHA-1,
+ * version 5) UUID of (region, ad id, window start in Unix milliseconds) in
+ * adstream's window-record namespace.  Every version of one window's record
+ * shares it; it is what Pinot upserts on and Hive dedups on.
+ */
+extern void adstream_window_key(const char *region, const char *ad_id,
+								int64 window_start_ms, uint8 key[16]);
 
 #endif							/* ADSTREAM_EVENT_KEY_H */

@@ -20,14 +20,17 @@
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/timestamp.h"
+#include "utils/uuid.h"
 
 #include "core.h"
+#include "event_key.h"
 #include "kafka.h"
 #include "status.h"
 
 PG_FUNCTION_INFO_V1(adstream_ingest);
 PG_FUNCTION_INFO_V1(adstream_check_kafka_properties);
 PG_FUNCTION_INFO_V1(adstream_worker_status);
+PG_FUNCTION_INFO_V1(adstream_window_uuid);
 
 /* Deconstruct a one-dimensional array argument; n is its length. */
 static void
@@ -308,4 +311,29 @@ adstream_worker_status(PG_FUNCTION_ARGS)
 		}
 	}
 	return (Datum) 0;
+}
+
+/*
+ * adstream.window_uuid(region text, ad_id text, window_start timestamptz):
+ * the UUID of a window's output record (see adstream_window_key()).
+ */
+Datum
+adstream_window_uuid(PG_FUNCTION_ARGS)
+{
+	char	   *region = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	char	   *ad_id = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	TimestampTz ts = PG_GETARG_TIMESTAMPTZ(2);
+	pg_uuid_t  *out = palloc(sizeof(pg_uuid_t));
+	int64		unix_ms;
+
+	if (TIMESTAMP_NOT_FINITE(ts))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("window_start must be finite")));
+	/* floor division: a window starts on a whole millisecond anyway */
+	unix_ms = (ts + ((int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY *
+					 USECS_PER_SEC));
+	unix_ms = unix_ms >= 0 ? unix_ms / 1000 : -((-unix_ms + 999) / 1000);
+	adstream_window_key(region, ad_id, unix_ms, out->data);
+	PG_RETURN_UUID_P(out);
 }

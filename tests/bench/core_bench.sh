@@ -15,7 +15,10 @@
 # and prints both rates, their ratio and the on-disk bytes per stored event.
 # Every run then compares the tables with the generator's ground truth and
 # prints TAP lines; any mismatch makes the exit status non-zero.
-# --check runs a small stream (100,000 events) for the test suite.
+# --check runs a small stream (100,000 events) for the test suite, with
+# output records on (emit_mode changes, as --emit does) and checks them too:
+# each (record, version) once, versions 1..n, deltas adding up to the
+# totals, and the latest versions equal to ground truth.
 set -euo pipefail
 
 args=("$@")
@@ -25,13 +28,15 @@ fold_every=20
 partitions=4
 check=0
 keep=0
+emit=none
 while [ $# -gt 0 ]; do
 	case "$1" in
 		--events) events=$2; shift 2 ;;
 		--batch) batch=$2; shift 2 ;;
 		--fold-every) fold_every=$2; shift 2 ;;
 		--partitions) partitions=$2; shift 2 ;;
-		--check) check=1; shift ;;
+		--check) check=1; emit=changes; shift ;;
+		--emit) emit=changes; shift ;;
 		--keep) keep=1; shift ;;
 		*) echo "usage: $0 [--events N] [--batch B] [--fold-every F] [--partitions K] [--check] [--keep]" >&2; exit 2 ;;
 	esac
@@ -74,7 +79,7 @@ psql_cmd=(psql -X -q -h "$work/pg" -p "$port" -U postgres -d postgres -v ON_ERRO
 
 "${psql_cmd[@]}" <<SQL
 CREATE EXTENSION adstream;
-SELECT adstream.create_pipeline('bench', max_message_bytes => 4096);
+SELECT adstream.create_pipeline('bench', max_message_bytes => 4096, emit_mode => '$emit');
 CREATE TABLE raw (seq bigint PRIMARY KEY, partition int, "offset" bigint, kafka_ms bigint, msg bytea);
 COPY raw FROM '$work/messages.copy';
 CREATE TABLE truth (seq bigint, status text, reason text, event_id text, event_type text,
@@ -177,6 +182,36 @@ SELECT CASE WHEN count(*) = (SELECT count(*) FROM truth WHERE status = 'rejected
   FROM adstream.dead_letter;
 SQL
 cat "$work/check.txt"
-if grep -q '^not ok' "$work/check.txt" || [ "$(grep -c '^ok' "$work/check.txt")" -ne 9 ]; then
+expected_ok=9
+if [ "$emit" = changes ]; then
+	"${psql_cmd[@]}" -t -A >>"$work/check.txt" <<'SQL'
+CREATE TEMP TABLE records AS
+SELECT record_uuid, version, payload::jsonb AS r FROM adstream.outbox;
+SELECT CASE WHEN count(*) = count(DISTINCT (record_uuid, version)) AND count(*) > 0
+            THEN 'ok' ELSE 'not ok' END || ' - output records: each (record, version) once (' || count(*) || ' records)'
+  FROM records;
+SELECT CASE WHEN bool_and(n = maxv AND minv = 1) THEN 'ok' ELSE 'not ok' END
+       || ' - output records: the versions of each record are 1..n'
+  FROM (SELECT record_uuid, count(*) n, min(version) minv, max(version) maxv
+          FROM records GROUP BY record_uuid) v;
+SELECT CASE WHEN count(*) = 0 THEN 'ok' ELSE 'not ok' END
+       || ' - output records: latest totals and summed deltas equal ground truth per (ad, minute)'
+  FROM ((SELECT ad_id, window_start, impressions, clicks, spend_micros,
+                impressions, clicks, spend_micros FROM expected_agg)
+        EXCEPT
+        (SELECT l.r ->> 'ad_id', (l.r ->> 'window_start')::timestamptz,
+                (l.r ->> 'impressions')::bigint, (l.r ->> 'clicks')::bigint,
+                (l.r ->> 'spend_micros')::bigint, d.i, d.c, d.s
+           FROM (SELECT DISTINCT ON (record_uuid) record_uuid, r FROM records
+                  ORDER BY record_uuid, version DESC) l
+           JOIN (SELECT record_uuid, sum((r ->> 'delta_impressions')::bigint) i,
+                        sum((r ->> 'delta_clicks')::bigint) c,
+                        sum((r ->> 'delta_spend_micros')::bigint) s
+                   FROM records GROUP BY record_uuid) d USING (record_uuid))) x;
+SQL
+	expected_ok=12
+fi
+cat "$work/check.txt" | tail -3
+if grep -q '^not ok' "$work/check.txt" || [ "$(grep -c '^ok' "$work/check.txt")" -ne "$expected_ok" ]; then
 	exit 1
 fi

@@ -28,7 +28,9 @@ SELECT CASE WHEN count(*) = 0 THEN 'ok' ELSE 'not ok' END || ' - each dead lette
   FROM adstream.dead_letter d JOIN raw r ON r.partition = d.partition AND r."offset" = d."offset"
  WHERE d.payload <> r.msg;
 -- aggregates per (ad, minute)
-CREATE TEMP TABLE expected_agg AS
+-- kept (not temporary) for checks that follow in other sessions
+DROP TABLE IF EXISTS expected_agg;
+CREATE TABLE expected_agg AS
 SELECT ad_id, to_timestamp(window_start_ms / 1000) AS window_start,
        count(*) FILTER (WHERE event_type = 'impression') AS impressions,
        count(*) FILTER (WHERE event_type = 'click') AS clicks,
