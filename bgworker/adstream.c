@@ -23,6 +23,7 @@ PG_MODULE_MAGIC;
 
 char	   *adstream_clock_override = NULL;
 char	   *adstream_database = NULL;
+int			adstream_fold_interval = 1000;
 
 void		_PG_init(void);
 
@@ -65,6 +66,15 @@ _PG_init(void)
 							   PGC_POSTMASTER,
 							   0,
 							   NULL, NULL, NULL);
+
+	DefineCustomIntVariable("adstream.fold_interval",
+							"How often the launcher folds aggregate increments (and emits output records).",
+							"0 turns it off; adstream.fold_minute_stats() can then be scheduled instead.",
+							&adstream_fold_interval,
+							1000, 0, 3600000,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("adstream");
 

@@ -18,6 +18,11 @@
  *	  with each consecutive failure, from 1 s up to 60 s, and its exit is
  *	  logged once per restart.  A worker that has run for a minute counts
  *	  as healthy again.
+ * Every adstream.fold_interval it also folds the aggregate increments of
+ * all pipelines (adstream.fold_minute_stats(), which writes the output
+ * records of emitting pipelines), in bounded steps, each its own
+ * transaction.
+ *
  * When the launcher itself (re)starts, it first stops consumer workers
  * left from before; an advisory lock per pipeline also keeps any two
  * consumers of one pipeline from running at once.
@@ -45,6 +50,7 @@
 #define MAX_SLOTS 512
 #define HEALTHY_AFTER_MS 60000
 #define MAX_BACKOFF_MS 60000
+#define FOLD_STEP_ROWS 200000
 
 typedef struct Slot
 {
@@ -242,6 +248,7 @@ adstream_launcher_main(Datum main_arg)
 {
 	AdstreamRunnable *want = palloc(sizeof(AdstreamRunnable) * MAX_PIPELINES);
 	bool		first = true;
+	TimestampTz last_fold = 0;
 
 	pqsignal(SIGTERM, die);
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
@@ -278,8 +285,34 @@ adstream_launcher_main(Datum main_arg)
 
 		reconcile(want, Max(nwant, 0));
 
+		if (nwant >= 0 && adstream_fold_interval > 0 &&
+			TimestampDifferenceExceeds(last_fold, GetCurrentTimestamp(),
+									   adstream_fold_interval))
+		{
+			int64		folded;
+
+			last_fold = GetCurrentTimestamp();
+			do
+			{
+				CHECK_FOR_INTERRUPTS();
+				SetCurrentStatementStartTimestamp();
+				StartTransactionCommand();
+				if (SPI_connect() != SPI_OK_CONNECT)
+					elog(ERROR, "adstream: SPI_connect failed");
+				PushActiveSnapshot(GetTransactionSnapshot());
+				pgstat_report_activity(STATE_RUNNING, "adstream: folding aggregates");
+				folded = adstream_fold(FOLD_STEP_ROWS);
+				SPI_finish();
+				PopActiveSnapshot();
+				CommitTransactionCommand();
+				pgstat_report_stat(false);
+				pgstat_report_activity(STATE_IDLE, NULL);
+			} while (folded == FOLD_STEP_ROWS);
+		}
+
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 1000L, PG_WAIT_EXTENSION);
+						 Min(1000L, adstream_fold_interval > 0 ? adstream_fold_interval : 1000L),
+						 PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 	}
 }

@@ -181,3 +181,17 @@ adstream_store_start_offsets(int32 pipeline_id, const char *topic, const int32 *
 									4, argtypes, args, NULL, false, 0),
 			  "start offsets");
 }
+
+int64
+adstream_fold(int max_rows)
+{
+	Oid			argtypes[1] = {INT4OID};
+	Datum		args[1];
+	bool		isnull;
+
+	args[0] = Int32GetDatum(max_rows);
+	check_spi(SPI_execute_with_args("SELECT adstream.fold_minute_stats($1)",
+									1, argtypes, args, NULL, false, 1), "fold");
+	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+									   1, &isnull));
+}

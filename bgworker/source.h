@@ -77,6 +77,13 @@ extern void adstream_store_start_offsets(int32 pipeline_id, const char *topic,
 										 int n);
 
 /*
+ * Fold up to max_rows aggregate increments (adstream.fold_minute_stats()),
+ * which also writes the output records of emitting pipelines.  Returns how
+ * many were folded.
+ */
+extern int64 adstream_fold(int max_rows);
+
+/*
  * Terminate consumer workers of this database left from an earlier
  * launcher; returns how many are still running.
  */

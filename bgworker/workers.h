@@ -15,6 +15,9 @@
 /* adstream.database: the database the launcher works in. */
 extern char *adstream_database;
 
+/* adstream.fold_interval: milliseconds between the launcher's folds; 0: none. */
+extern int	adstream_fold_interval;
+
 /* Register the launcher; from _PG_init, when preloaded. */
 extern void adstream_register_launcher(void);
 

@@ -79,7 +79,6 @@ sleep 2
 last_accepted=0
 last_time=$(date +%s.%N)
 while :; do
-	"${psql_cmd[@]}" -c "SELECT adstream.fold_minute_stats()" >/dev/null 2>&1
 	now=$(date +%s.%N)
 	read -r accepted lag state < <("${psql_cmd[@]}" -t -A -F ' ' -c "
 		SELECT coalesce(max(accepted), 0), coalesce(sum(lag), 0), coalesce(max(worker_state), '-')

@@ -69,6 +69,21 @@ else
 	tail -20 "$work/pg/server.log"
 fi
 
+# the launcher folds the increments by itself (adstream.fold_interval, 1 s)
+folded=0
+for _ in $(seq 1 100); do
+	if [ "$("${psql_cmd[@]}" -c "SELECT count(*) = 0 FROM adstream.minute_delta")" = t ]; then
+		folded=1
+		break
+	fi
+	sleep 0.1
+done
+if [ "$folded" -eq 1 ]; then
+	echo "ok - the launcher folds the aggregate increments by itself within 10 s"
+else
+	echo "not ok - the launcher folds the aggregate increments by itself within 10 s"
+fi
+
 # the status view: a running worker, every partition caught up, and counters
 # that equal ground truth (the lag shows once the cached end offsets are in)
 status_ok=0
@@ -99,7 +114,7 @@ fi
 "${psql_cmd[@]}" -f "$src/tests/lib/truth_checks.sql" >"$work/check.txt" 2>&1
 cat "$work/check.txt"
 check=$(grep -c '^ok' "$work/check.txt")
-if [ "$caught_up" -eq 1 ] && [ "$status_ok" -eq 1 ] && [ "$check" -eq 7 ] &&
+if [ "$caught_up" -eq 1 ] && [ "$status_ok" -eq 1 ] && [ "$folded" -eq 1 ] && [ "$check" -eq 7 ] &&
 	! grep -q '^not ok' "$work/check.txt"; then
 	exit 0
 fi

@@ -70,7 +70,8 @@ echo "# generating $events events into $work"
 "$src/tests/adgen/adgen" --events "$events" --partitions "$partitions" \
 	--messages "$work/messages.copy" --truth "$work/truth.copy" --rows "$work/rows.copy"
 
-adstream_pg_start "$work/pg" "$port" "shared_buffers = 2GB
+adstream_pg_start "$work/pg" "$port" "adstream.fold_interval = 0
+shared_buffers = 2GB
 max_wal_size = 8GB
 checkpoint_timeout = 30min
 work_mem = 64MB

@@ -51,6 +51,7 @@ trap cleanup EXIT
 
 adstream_kafka_start "$work" "tput:$partitions" "lat:8" || { echo "kafka_bench: no embedded Kafka" >&2; exit 1; }
 adstream_pg_start "$work/pg" "$port" "adstream.database = 'postgres'
+adstream.fold_interval = 0
 shared_buffers = 1GB
 max_wal_size = 8GB"
 psql_cmd=(psql -X -q -t -A -h "$work/pg" -p "$port" -U postgres -d postgres -v ON_ERROR_STOP=1)
