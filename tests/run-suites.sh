@@ -75,11 +75,15 @@ run_tap_suite kafka-positions kafka-positions/ bash tests/kafka_positions.sh
 # (against a real broker only; skipped unless ADSTREAM_TEST_BOOTSTRAP is set)
 run_tap_suite read-committed read-committed/ bash tests/kafka_read_committed.sh
 
-# 5. the README's demo command, briefly
+# 5. the Pinot and Hive contracts in docker/ against emitted records
+echo "# contracts"
+run_tap_suite contracts contracts/ bash tests/contracts.sh
+
+# 6. the README's demo command, briefly
 echo "# demo"
 run_tap_suite demo demo/ bash tests/demo_smoke.sh
 
-# 6. every SQL example of the README runs
+# 7. every SQL example of the README runs
 echo "# README examples"
 run_tap_suite readme "" bash tests/readme_examples.sh
 
