@@ -60,6 +60,7 @@ psql_cmd=(psql -X -q -h "$work/pg" -p "$port" -U postgres -d postgres -v ON_ERRO
 "${psql_cmd[@]}" >/dev/null <<SQL || { echo "demo: setup failed" >&2; exit 1; }
 CREATE EXTENSION adstream;
 SELECT adstream.create_pipeline('demo', topic => 'ad-events', max_message_bytes => 4096,
+       region => 'demo', emit_mode => 'changes',
        bootstrap_servers => '$(cat "$work/bootstrap")',
        kafka_properties => '{"fetch.wait.max.ms": 50}', batch_time => '200 ms');
 SQL
@@ -83,12 +84,13 @@ while :; do
 	read -r accepted lag state < <("${psql_cmd[@]}" -t -A -F ' ' -c "
 		SELECT coalesce(max(accepted), 0), coalesce(sum(lag), 0), coalesce(max(worker_state), '-')
 		  FROM adstream.pipeline_status WHERE pipeline = 'demo'")
+	records=$("${psql_cmd[@]}" -t -A -c "SELECT count(*) FROM adstream.outbox")
 	rate_now=$(awk -v a="$accepted" -v b="$last_accepted" -v t1="$now" -v t0="$last_time" \
 		'BEGIN { printf "%.0f", (a - b) / (t1 - t0) }')
 	last_accepted=$accepted
 	last_time=$now
 	clear 2>/dev/null || printf '\033[2J\033[H'
-	echo "adstream demo  $(date -u '+%H:%M:%S') UTC   worker: $state   accepted events/s: $rate_now   lag: $lag messages"
+	echo "adstream demo  $(date -u '+%H:%M:%S') UTC   worker: $state   accepted events/s: $rate_now   lag: $lag messages   output records: $records"
 	echo "psql -h $work/pg -p $port -U postgres      Ctrl-C stops the demo"
 	echo
 	"${psql_cmd[@]}" -c "
