@@ -88,4 +88,9 @@ echo "# README examples"
 run_tap_suite readme "" bash tests/readme_examples.sh
 
 echo "$passed passed, $failed failed"
+if [ "$failed" -eq 0 ]; then
+	rm -rf "$log"
+else
+	echo "# suite logs kept in $log"
+fi
 [ "$failed" -eq 0 ]
