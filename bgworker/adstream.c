@@ -58,15 +58,6 @@ _PG_init(void)
 							   0,
 							   NULL, NULL, NULL);
 
-	DefineCustomStringVariable("adstream.database",
-							   "Database in which adstream's launcher runs the consumer workers.",
-							   "adstream must be installed in it (CREATE EXTENSION adstream).",
-							   &adstream_database,
-							   "postgres",
-							   PGC_POSTMASTER,
-							   0,
-							   NULL, NULL, NULL);
-
 	DefineCustomIntVariable("adstream.fold_interval",
 							"How often the launcher folds aggregate increments (and emits output records).",
 							"0 turns it off; adstream.fold_minute_stats() can then be scheduled instead.",
@@ -76,11 +67,24 @@ _PG_init(void)
 							GUC_UNIT_MS,
 							NULL, NULL, NULL);
 
-	MarkGUCPrefixReserved("adstream");
-
+	/*
+	 * The workers exist only when adstream is preloaded; a server-start
+	 * setting cannot be defined later (loading the module in a session
+	 * would fail), and without workers it would mean nothing.
+	 */
 	if (process_shared_preload_libraries_in_progress)
 	{
+		DefineCustomStringVariable("adstream.database",
+								   "Database in which adstream's launcher runs the consumer workers.",
+								   "adstream must be installed in it (CREATE EXTENSION adstream).",
+								   &adstream_database,
+								   "postgres",
+								   PGC_POSTMASTER,
+								   0,
+								   NULL, NULL, NULL);
 		adstream_status_init();
 		adstream_register_launcher();
 	}
+
+	MarkGUCPrefixReserved("adstream");
 }

@@ -159,11 +159,14 @@ CREATE TABLE adstream.minute_stat (
 	emitted_impressions bigint NOT NULL DEFAULT 0,
 	emitted_clicks	bigint NOT NULL DEFAULT 0,
 	emitted_spend_micros bigint NOT NULL DEFAULT 0,
+	emitted_delta_impressions bigint NOT NULL DEFAULT 0,
+	emitted_delta_clicks bigint NOT NULL DEFAULT 0,
+	emitted_delta_spend_micros bigint NOT NULL DEFAULT 0,
 	updated_at		timestamptz NOT NULL DEFAULT now(),
 	PRIMARY KEY (pipeline_id, window_start, ad_id)
 ) WITH (fillfactor = 70);
 COMMENT ON COLUMN adstream.minute_stat.emitted_version IS
-	'Version of the window''s latest output record (0: none yet); emitted_impressions, emitted_clicks and emitted_spend_micros are the totals it carried, so the next record''s deltas are exactly what changed since.';
+	'Version of the window''s latest output record (0: none yet). emitted_impressions, emitted_clicks and emitted_spend_micros are the totals it carried, so the next record''s deltas are exactly what changed since; emitted_delta_* are the deltas it carried.';
 COMMENT ON TABLE adstream.minute_stat IS
 	'1-minute tumbling-window aggregates per ad, keyed by the event time truncated to the minute (UTC), so a late event lands in its own minute. spend_micros is the sum of event costs in millionths.';
 -- fillfactor 70: room on each page lets the counter updates of a fold be
@@ -620,7 +623,9 @@ AS 'MODULE_PATHNAME', 'adstream_window_uuid'
 LANGUAGE C
 IMMUTABLE
 STRICT
-SET search_path = pg_catalog, pg_temp;
+PARALLEL SAFE;
+-- (no SET search_path: it runs no SQL, and a SET clause would cost every
+-- call of it in the fold a configuration save and restore)
 COMMENT ON FUNCTION adstream.window_uuid(text, text, timestamptz) IS
 	'The UUID of the output record of an ad''s 1-minute window: name-based (SHA-1, version 5) on (region, ad id, window start). Every version of the window''s record shares it.';
 
@@ -633,9 +638,6 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	folded bigint;
-	changed_pipelines integer[];
-	changed_windows timestamptz[];
-	changed_ads text[];
 BEGIN
 	IF max_rows IS NULL OR max_rows < 1 THEN
 		RAISE EXCEPTION 'max_rows must be a positive integer'
@@ -651,77 +653,92 @@ BEGIN
 								   LIMIT max_rows))
 		RETURNING d.pipeline_id, d.window_start, d.ad_id,
 				  d.impressions, d.clicks, d.spend_micros
-	), merged AS (
-		INSERT INTO adstream.minute_stat AS s
-			   (pipeline_id, window_start, ad_id, impressions, clicks, spend_micros)
+	), grouped AS (
 		SELECT m.pipeline_id, m.window_start, m.ad_id,
-			   sum(m.impressions), sum(m.clicks), sum(m.spend_micros)
+			   sum(m.impressions)::bigint AS impressions,
+			   sum(m.clicks)::bigint AS clicks,
+			   sum(m.spend_micros)::bigint AS spend_micros,
+			   (q.emit_mode = 'changes')::int AS emit
 		  FROM moved AS m
-		 GROUP BY m.pipeline_id, m.window_start, m.ad_id
-		 ORDER BY m.pipeline_id, m.window_start, m.ad_id
+		  JOIN adstream.pipeline AS q ON q.id = m.pipeline_id
+		 GROUP BY m.pipeline_id, m.window_start, m.ad_id, q.emit_mode
+	), merged AS (
+		-- emitted_version carries the row's emit flag (1 or 0) into the
+		-- update, where emitting windows take a new version and record totals
+		INSERT INTO adstream.minute_stat AS s
+			   (pipeline_id, window_start, ad_id, impressions, clicks, spend_micros,
+				emitted_version, emitted_impressions, emitted_clicks, emitted_spend_micros,
+				emitted_delta_impressions, emitted_delta_clicks, emitted_delta_spend_micros)
+		SELECT g.pipeline_id, g.window_start, g.ad_id, g.impressions, g.clicks,
+			   g.spend_micros, g.emit, g.impressions * g.emit, g.clicks * g.emit,
+			   g.spend_micros * g.emit, g.impressions * g.emit, g.clicks * g.emit,
+			   g.spend_micros * g.emit
+		  FROM grouped AS g
+		 ORDER BY g.pipeline_id, g.window_start, g.ad_id
 		ON CONFLICT (pipeline_id, window_start, ad_id) DO UPDATE
 		   SET impressions = s.impressions + excluded.impressions,
 			   clicks = s.clicks + excluded.clicks,
 			   spend_micros = s.spend_micros + excluded.spend_micros,
+			   emitted_version = s.emitted_version + excluded.emitted_version,
+			   -- (every right-hand side sees the row as it was before)
+			   emitted_delta_impressions = CASE WHEN excluded.emitted_version = 1
+									THEN s.impressions + excluded.impressions - s.emitted_impressions
+									ELSE s.emitted_delta_impressions END,
+			   emitted_delta_clicks = CASE WHEN excluded.emitted_version = 1
+									THEN s.clicks + excluded.clicks - s.emitted_clicks
+									ELSE s.emitted_delta_clicks END,
+			   emitted_delta_spend_micros = CASE WHEN excluded.emitted_version = 1
+									THEN s.spend_micros + excluded.spend_micros - s.emitted_spend_micros
+									ELSE s.emitted_delta_spend_micros END,
+			   emitted_impressions = CASE WHEN excluded.emitted_version = 1
+										  THEN s.impressions + excluded.impressions
+										  ELSE s.emitted_impressions END,
+			   emitted_clicks = CASE WHEN excluded.emitted_version = 1
+									 THEN s.clicks + excluded.clicks
+									 ELSE s.emitted_clicks END,
+			   emitted_spend_micros = CASE WHEN excluded.emitted_version = 1
+										   THEN s.spend_micros + excluded.spend_micros
+										   ELSE s.emitted_spend_micros END,
 			   updated_at = now()
-		RETURNING s.pipeline_id, s.window_start, s.ad_id
-	), emitting AS (
-		SELECT m.* FROM merged AS m
-		  JOIN adstream.pipeline AS q ON q.id = m.pipeline_id AND q.emit_mode = 'changes'
+		RETURNING s.pipeline_id, s.window_start, s.ad_id, s.impressions, s.clicks,
+				  s.spend_micros, s.emitted_version, s.emitted_delta_impressions,
+				  s.emitted_delta_clicks, s.emitted_delta_spend_micros
+	), emitted AS (
+		-- emit_mode changes: a new version of every window this fold changed,
+		-- its deltas measured from the previous version
+		INSERT INTO adstream.outbox (pipeline_id, record_uuid, version, payload)
+		SELECT r.pipeline_id, r.record_uuid, r.version,
+			   jsonb_build_object(
+				   'record_uuid', r.record_uuid,
+				   'version', r.version,
+				   'pipeline', r.pipeline,
+				   'region', r.region,
+				   'ad_id', r.ad_id,
+				   'window_start', to_char(r.window_start AT TIME ZONE 'UTC',
+										   'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
+				   'window_start_ms', (extract(epoch FROM r.window_start) * 1000)::bigint,
+				   'window_end', to_char((r.window_start + interval '1 minute') AT TIME ZONE 'UTC',
+										 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
+				   'impressions', r.impressions,
+				   'clicks', r.clicks,
+				   'spend_micros', r.spend_micros,
+				   'delta_impressions', r.delta_impressions,
+				   'delta_clicks', r.delta_clicks,
+				   'delta_spend_micros', r.delta_spend_micros,
+				   'final', false)::text
+		  FROM (SELECT m.pipeline_id, p.name AS pipeline, p.region, m.ad_id,
+					   m.window_start, m.emitted_version AS version, m.impressions,
+					   m.clicks, m.spend_micros,
+					   m.emitted_delta_impressions AS delta_impressions,
+					   m.emitted_delta_clicks AS delta_clicks,
+					   m.emitted_delta_spend_micros AS delta_spend_micros,
+					   adstream.window_uuid(p.region, m.ad_id, m.window_start) AS record_uuid
+				  FROM merged AS m
+				  JOIN adstream.pipeline AS p ON p.id = m.pipeline_id AND p.emit_mode = 'changes') AS r
+		 ORDER BY r.pipeline_id, r.window_start, r.ad_id
+		RETURNING 1
 	)
-	SELECT (SELECT count(*) FROM moved), e.p, e.w, e.a
-	  INTO folded, changed_pipelines, changed_windows, changed_ads
-	  FROM (SELECT array_agg(x.pipeline_id ORDER BY x.pipeline_id, x.window_start, x.ad_id) AS p,
-				   array_agg(x.window_start ORDER BY x.pipeline_id, x.window_start, x.ad_id) AS w,
-				   array_agg(x.ad_id ORDER BY x.pipeline_id, x.window_start, x.ad_id) AS a
-			  FROM emitting AS x) AS e;
-	-- emit_mode changes: a new version of every window this fold changed,
-	-- its deltas measured from the previous version
-	WITH emitted AS (
-		UPDATE adstream.minute_stat AS s
-		   SET emitted_version = s.emitted_version + 1,
-			   emitted_impressions = s.impressions,
-			   emitted_clicks = s.clicks,
-			   emitted_spend_micros = s.spend_micros
-		  FROM (SELECT c.pipeline_id, c.window_start, c.ad_id, p.name AS pipeline, p.region,
-					   x.emitted_impressions AS prev_impressions,
-					   x.emitted_clicks AS prev_clicks,
-					   x.emitted_spend_micros AS prev_spend_micros
-				  FROM unnest(changed_pipelines, changed_windows, changed_ads)
-					   AS c(pipeline_id, window_start, ad_id)
-				  JOIN adstream.pipeline AS p ON p.id = c.pipeline_id
-				  JOIN adstream.minute_stat AS x USING (pipeline_id, window_start, ad_id)) AS c
-		 WHERE s.pipeline_id = c.pipeline_id AND s.window_start = c.window_start
-		   AND s.ad_id = c.ad_id
-		RETURNING s.pipeline_id, c.pipeline, c.region, s.ad_id, s.window_start,
-				  s.emitted_version AS version, s.impressions, s.clicks, s.spend_micros,
-				  s.impressions - c.prev_impressions AS delta_impressions,
-				  s.clicks - c.prev_clicks AS delta_clicks,
-				  s.spend_micros - c.prev_spend_micros AS delta_spend_micros
-	)
-	INSERT INTO adstream.outbox (pipeline_id, record_uuid, version, payload)
-	SELECT r.pipeline_id, r.record_uuid, r.version,
-		   jsonb_build_object(
-			   'record_uuid', r.record_uuid,
-			   'version', r.version,
-			   'pipeline', r.pipeline,
-			   'region', r.region,
-			   'ad_id', r.ad_id,
-			   'window_start', to_char(r.window_start AT TIME ZONE 'UTC',
-									   'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
-			   'window_start_ms', (extract(epoch FROM r.window_start) * 1000)::bigint,
-			   'window_end', to_char((r.window_start + interval '1 minute') AT TIME ZONE 'UTC',
-									 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
-			   'impressions', r.impressions,
-			   'clicks', r.clicks,
-			   'spend_micros', r.spend_micros,
-			   'delta_impressions', r.delta_impressions,
-			   'delta_clicks', r.delta_clicks,
-			   'delta_spend_micros', r.delta_spend_micros,
-			   'final', false)::text
-	  FROM (SELECT e.*, adstream.window_uuid(e.region, e.ad_id, e.window_start) AS record_uuid
-			  FROM emitted AS e) AS r
-	 ORDER BY r.pipeline_id, r.window_start, r.ad_id;
+	SELECT count(*) INTO folded FROM moved;
 	RETURN folded;
 END
 $$;

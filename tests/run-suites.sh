@@ -75,6 +75,9 @@ run_tap_suite kafka-positions kafka-positions/ bash tests/kafka_positions.sh
 # (against a real broker only; skipped unless ADSTREAM_TEST_BOOTSTRAP is set)
 run_tap_suite read-committed read-committed/ bash tests/kafka_read_committed.sh
 
+# the SQL API on a server that does not preload adstream
+run_tap_suite no-preload no-preload/ bash tests/no_preload.sh
+
 # 5. the Pinot and Hive contracts in docker/ against emitted records
 echo "# contracts"
 run_tap_suite contracts contracts/ bash tests/contracts.sh
