@@ -68,26 +68,6 @@ typedef struct Consumer
 	TimestampTz last_end_offsets;
 } Consumer;
 
-static void
-in_transaction_begin(void)
-{
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "adstream: SPI_connect failed");
-	PushActiveSnapshot(GetTransactionSnapshot());
-}
-
-static void
-in_transaction_end(void)
-{
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
-	pgstat_report_stat(false);
-	pgstat_report_activity(STATE_IDLE, NULL);
-}
-
 /* Log a Kafka error, but not the same one over and over. */
 static void
 note_kafka_error(Consumer *c, const char *err)
@@ -137,9 +117,9 @@ assign_partitions(Consumer *c)
 	stored = palloc(sizeof(int64) * nparts);
 	parts = palloc(sizeof(int32_t) * nparts);
 	offsets = palloc(sizeof(int64_t) * nparts);
-	in_transaction_begin();
+	adstream_xact_begin(NULL);
 	adstream_load_offsets(c->src.pipeline_id, c->src.topic, stored, nparts);
-	in_transaction_end();
+	adstream_xact_end();
 	for (int p = 0; p < nparts; p++)
 		if (p % c->count == c->index && stored[p] >= 0)
 			initialized = true;
@@ -164,9 +144,9 @@ assign_partitions(Consumer *c)
 	}
 	if (c->src.start_latest && !initialized && nmine > 0)
 	{
-		in_transaction_begin();
+		adstream_xact_begin(NULL);
 		adstream_store_start_offsets(c->src.pipeline_id, c->src.topic, parts, offsets, nmine);
-		in_transaction_end();
+		adstream_xact_end();
 	}
 	if (!adstream_kafka_assign(c->kafka, c->src.topic, parts, offsets, nmine,
 							   err, sizeof(err)))
@@ -233,8 +213,7 @@ apply_batch(Consumer *c)
 	adstream_status_state(c->status, "applying");
 	PG_TRY();
 	{
-		in_transaction_begin();
-		pgstat_report_activity(STATE_RUNNING, "adstream: applying a batch");
+		adstream_xact_begin("adstream: applying a batch");
 		if (!adstream_load_pipeline(c->src.name, &pl) || pl.id != c->src.pipeline_id ||
 			pl.version != c->src.version)
 		{
@@ -245,7 +224,7 @@ apply_batch(Consumer *c)
 			proc_exit(0);
 		}
 		adstream_process_batch(&pl, msgs, c->n, &res);
-		in_transaction_end();
+		adstream_xact_end();
 	}
 	PG_CATCH();
 	{
@@ -274,20 +253,21 @@ apply_batch(Consumer *c)
 	}
 
 	/* committed: tell the group, for lag tools only */
+	for (int p = 0; p < c->nparts; p++)
+		next[p] = -1;
 	for (int i = 0; i < c->n; i++)
 	{
-		int			j;
+		int32_t		p = c->buf[i].partition;
 
-		for (j = 0; j < nnext && parts[j] != c->buf[i].partition; j++)
-			;
-		if (j == nnext)
-		{
-			parts[nnext] = c->buf[i].partition;
-			next[nnext++] = c->buf[i].offset + 1;
-		}
-		else if (c->buf[i].offset + 1 > next[j])
-			next[j] = c->buf[i].offset + 1;
+		if (p >= 0 && p < c->nparts)
+			next[p] = Max(next[p], c->buf[i].offset + 1);
 	}
+	for (int p = 0; p < c->nparts; p++)
+		if (next[p] >= 0)
+		{
+			parts[nnext] = p;
+			next[nnext++] = next[p];
+		}
 	adstream_kafka_commit_async(c->kafka, c->src.topic, parts, next, nnext);
 
 	adstream_kafka_release(c->buf, c->n);
@@ -325,11 +305,11 @@ adstream_consumer_main(Datum main_arg)
 		ereport(ERROR,
 				(errmsg("adstream: consumer worker started without its index and count")));
 
-	in_transaction_begin();
+	adstream_xact_begin(NULL);
 	claimed = adstream_claim_pipeline(pipeline_id, c.index);
 	if (claimed && !adstream_load_source(pipeline_id, &c.src, worker_cxt))
 		claimed = false;
-	in_transaction_end();
+	adstream_xact_end();
 	if (!claimed)
 		proc_exit(0);			/* gone, disabled, or consumed by another worker */
 	pgstat_report_appname(psprintf("adstream consumer %s", c.src.name));

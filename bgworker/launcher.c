@@ -267,21 +267,12 @@ adstream_launcher_main(Datum main_arg)
 			ProcessConfigFile(PGC_SIGHUP);
 		}
 
-		SetCurrentStatementStartTimestamp();
-		StartTransactionCommand();
-		if (SPI_connect() != SPI_OK_CONNECT)
-			elog(ERROR, "adstream: SPI_connect failed");
-		PushActiveSnapshot(GetTransactionSnapshot());
-		pgstat_report_activity(STATE_RUNNING, "adstream: checking pipelines");
+		adstream_xact_begin("adstream: checking pipelines");
 		/* consumers of an earlier launcher must be gone before ours start */
 		if (first && adstream_terminate_stale_consumers() == 0)
 			first = false;
 		nwant = first ? 0 : adstream_runnable_pipelines(want, MAX_PIPELINES);
-		SPI_finish();
-		PopActiveSnapshot();
-		CommitTransactionCommand();
-		pgstat_report_stat(false);
-		pgstat_report_activity(STATE_IDLE, NULL);
+		adstream_xact_end();
 
 		reconcile(want, Max(nwant, 0));
 
@@ -295,18 +286,9 @@ adstream_launcher_main(Datum main_arg)
 			do
 			{
 				CHECK_FOR_INTERRUPTS();
-				SetCurrentStatementStartTimestamp();
-				StartTransactionCommand();
-				if (SPI_connect() != SPI_OK_CONNECT)
-					elog(ERROR, "adstream: SPI_connect failed");
-				PushActiveSnapshot(GetTransactionSnapshot());
-				pgstat_report_activity(STATE_RUNNING, "adstream: folding aggregates");
+				adstream_xact_begin("adstream: folding aggregates");
 				folded = adstream_fold(FOLD_STEP_ROWS);
-				SPI_finish();
-				PopActiveSnapshot();
-				CommitTransactionCommand();
-				pgstat_report_stat(false);
-				pgstat_report_activity(STATE_IDLE, NULL);
+				adstream_xact_end();
 			} while (folded == FOLD_STEP_ROWS);
 		}
 

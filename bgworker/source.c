@@ -8,13 +8,38 @@
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
+#include "pgstat.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
+#include "utils/snapmgr.h"
 
 #include "source.h"
+
+void
+adstream_xact_begin(const char *activity)
+{
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "adstream: SPI_connect failed");
+	PushActiveSnapshot(GetTransactionSnapshot());
+	if (activity != NULL)
+		pgstat_report_activity(STATE_RUNNING, activity);
+}
+
+void
+adstream_xact_end(void)
+{
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_stat(false);
+	pgstat_report_activity(STATE_IDLE, NULL);
+}
 
 static void
 check_spi(int rc, const char *what)

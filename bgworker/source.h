@@ -12,6 +12,14 @@
 
 #include "postgres.h"
 
+/*
+ * A worker's transaction around its SPI calls: start one, connect SPI,
+ * take a snapshot, and report activity (if not NULL); then the reverse,
+ * committing, and report idle.
+ */
+extern void adstream_xact_begin(const char *activity);
+extern void adstream_xact_end(void);
+
 /* A pipeline the launcher should run a consumer worker for. */
 typedef struct AdstreamRunnable
 {

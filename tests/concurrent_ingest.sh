@@ -15,11 +15,7 @@ sessions=4
 events=8000
 batch=500
 
-work=$(mktemp -d /tmp/adstream-concurrent.XXXXXX)
-port=$(adstream_free_port)
-trap 'adstream_pg_stop "$work/pg"; rm -rf "$work"' EXIT
-adstream_pg_start "$work/pg" "$port"
-psql_cmd=(psql -X -q -t -A -h "$work/pg" -p "$port" -U postgres -d postgres -v ON_ERROR_STOP=1)
+adstream_pg_scene concurrent
 
 "${psql_cmd[@]}" <<SQL || { echo "not ok - setup"; exit 1; }
 CREATE EXTENSION adstream;

@@ -7,11 +7,7 @@ set -uo pipefail
 src=$(cd "$(dirname "$0")/.." && pwd)
 . "$src/tests/lib/common.sh"
 
-work=$(mktemp -d /tmp/adstream-contracts.XXXXXX)
-port=$(adstream_free_port)
-trap 'adstream_pg_stop "$work/pg"; rm -rf "$work"' EXIT
-adstream_pg_start "$work/pg" "$port" "adstream.fold_interval = 0"
-psql_cmd=(psql -X -q -t -A -h "$work/pg" -p "$port" -U postgres -d postgres -v ON_ERROR_STOP=1)
+adstream_pg_scene contracts "adstream.fold_interval = 0"
 status=0
 check() {					# check NAME SQL-returning-boolean
 	# (psql interpolates :'variables' in its input, not in -c)

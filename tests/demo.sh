@@ -23,14 +23,8 @@ src=$(cd "$(dirname "$0")/.." && pwd)
 . "$src/tests/lib/common.sh"
 . "$src/tests/lib/kafka.sh"
 
-# Root-only steps first; the rest runs as an unprivileged user.
-if [ -z "${ADSTREAM_SRC:-}" ]; then
-	adstream_install_and_build "$src" || exit 1
-	if [ "$(id -u)" -eq 0 ]; then
-		adstream_run_unprivileged "$src" tests/demo.sh --rate "$rate"
-		exit
-	fi
-fi
+# root-only steps first; the rest runs as an unprivileged user
+adstream_enter tests/demo.sh --rate "$rate"
 
 make -s -C "$src/tests/adgen" >/dev/null && make -s -C "$src/tests/kafka" >/dev/null || exit 1
 work=$(mktemp -d /tmp/adstream-demo.XXXXXX)

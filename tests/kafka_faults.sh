@@ -12,23 +12,8 @@ src=$(cd "$(dirname "$0")/.." && pwd)
 . "$src/tests/lib/kafka.sh"
 
 events=40000
-make -s -C "$src/tests/adgen" >/dev/null && make -s -C "$src/tests/kafka" >/dev/null || {
-	echo "not ok - build the generator and the embedded Kafka"; exit 1; }
-work=$(mktemp -d /tmp/adstream-faults.XXXXXX)
-port=$(adstream_free_port)
-producer=
-cleanup() {
-	[ -n "$producer" ] && kill "$producer" 2>/dev/null
-	adstream_pg_stop "$work/pg"
-	adstream_kafka_stop "$work"
-	rm -rf "$work"
-}
-trap cleanup EXIT
-
-adstream_kafka_start "$work" --brokers 3 ads:4 || { echo "not ok - embedded Kafka starts"; exit 1; }
-adstream_pg_start "$work/pg" "$port" "adstream.database = 'postgres'"
-psql_cmd=(psql -X -q -t -A -h "$work/pg" -p "$port" -U postgres -d postgres -v ON_ERROR_STOP=1)
 status=0
+adstream_kafka_env faults --brokers 3 ads:4
 step() {					# step NAME COMMAND...: one TAP line for a fault step
 	local name=$1
 	shift
@@ -78,77 +63,25 @@ step "broker 2 down" adstream_kafka_cmd "$work" down 2
 sleep 1
 step "broker 2 up" adstream_kafka_cmd "$work" up 2
 
-if wait "$producer"; then
-	echo "ok - the stream of $events messages was produced"
-else
-	echo "not ok - the stream of $events messages was produced"
-	cat "$work/produce.log"
-	status=1
-fi
+wait "$producer"
+adstream_tap $? "the stream of $events messages was produced"
 producer=
 
-caught_up=0
-for _ in $(seq 1 900); do
-	if [ "$("${psql_cmd[@]}" -c "SELECT coalesce(sum(next_offset), 0) = $events FROM adstream.consumed_offset" 2>/dev/null)" = t ]; then
-		caught_up=1
-		break
-	fi
-	sleep 0.2
-done
-if [ "$caught_up" -eq 1 ]; then
-	echo "ok - after the faults, the consumer caught up with all $events messages"
-else
-	echo "not ok - after the faults, the consumer caught up with all $events messages"
-	tail -20 "$work/pg/server.log"
-	status=1
-fi
+adstream_wait_applied "$events"
+adstream_tap $? "after the faults, the consumer caught up with all $events messages"
 
-"${psql_cmd[@]}" <<SQL >/dev/null || { echo "not ok - load ground truth"; exit 1; }
-CREATE TABLE raw (seq bigint PRIMARY KEY, partition int, "offset" bigint, kafka_ms bigint, msg bytea);
-COPY raw FROM '$work/messages.copy';
-CREATE TABLE truth (seq bigint, status text, reason text, event_id text, event_type text,
-                    ad_id text, window_start_ms bigint, cost_micros bigint);
-COPY truth FROM '$work/truth.copy';
-SELECT adstream.fold_minute_stats(100000000);
-SQL
-"${psql_cmd[@]}" -f "$src/tests/lib/truth_checks.sql" >"$work/check.txt" 2>&1
-cat "$work/check.txt"
-if [ "$(grep -c '^ok' "$work/check.txt")" -ne 7 ] || grep -q '^not ok' "$work/check.txt"; then
-	status=1
-fi
+adstream_check_truth || status=1
 
-# disabling the pipeline stops its worker; enabling it starts one again
-consumers() {
-	"${psql_cmd[@]}" -c "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'adstream consumer'"
-}
-wait_consumers() {			# wait_consumers N: bounded wait for N consumer workers
-	for _ in $(seq 1 100); do
-		[ "$(consumers)" = "$1" ] && return 0
-		sleep 0.1
-	done
-	return 1
-}
+# disabling the pipeline stops its worker; enabling it starts one again;
+# dropping it stops it
 set_enabled() {				# set_enabled BOOL N: alter, then wait for N workers
 	"${psql_cmd[@]}" -c "SELECT adstream.alter_pipeline('faults', enabled => $1)" &&
-		wait_consumers "$2"
+		adstream_poll "SELECT count(*) = $2 FROM pg_stat_activity
+		                WHERE backend_type = 'adstream consumer'" 100
 }
 step "disabling the running pipeline stops its worker within 10 s" set_enabled false 0
 step "enabling it again starts a worker within 10 s" set_enabled true 1
-
-# dropping the pipeline stops its worker
 "${psql_cmd[@]}" -c "SELECT adstream.drop_pipeline('faults')" >/dev/null
-gone=0
-for _ in $(seq 1 100); do
-	if [ "$("${psql_cmd[@]}" -c "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'adstream consumer'")" = 0 ]; then
-		gone=1
-		break
-	fi
-	sleep 0.1
-done
-if [ "$gone" -eq 1 ]; then
-	echo "ok - dropping the running pipeline stops its worker within 10 s"
-else
-	echo "not ok - dropping the running pipeline stops its worker within 10 s"
-	status=1
-fi
+adstream_poll "SELECT count(*) = 0 FROM pg_stat_activity WHERE backend_type = 'adstream consumer'" 100
+adstream_tap $? "dropping the running pipeline stops its worker within 10 s"
 exit $status

@@ -20,23 +20,8 @@ while [ $# -gt 0 ]; do
 	esac
 done
 
-make -s -C "$src/tests/adgen" >/dev/null && make -s -C "$src/tests/kafka" >/dev/null || {
-	echo "not ok - build the generator and the embedded Kafka"; exit 1; }
-work=$(mktemp -d /tmp/adstream-kill.XXXXXX)
-port=$(adstream_free_port)
-producer=
-cleanup() {
-	[ -n "$producer" ] && kill "$producer" 2>/dev/null
-	adstream_pg_stop "$work/pg"
-	adstream_kafka_stop "$work"
-	rm -rf "$work"
-}
-trap cleanup EXIT
-
-adstream_kafka_start "$work" ads:4 || { echo "not ok - embedded Kafka starts"; exit 1; }
-adstream_pg_start "$work/pg" "$port" "adstream.database = 'postgres'
-restart_after_crash = on"
-psql_cmd=(psql -X -q -t -A -h "$work/pg" -p "$port" -U postgres -d postgres -v ON_ERROR_STOP=1)
+status=0
+adstream_kafka_env kill ads:4
 
 "${psql_cmd[@]}" <<SQL >/dev/null || { echo "not ok - setup"; exit 1; }
 CREATE EXTENSION adstream;
@@ -69,46 +54,14 @@ for _ in $(seq 1 "$kills"); do
 	sleep "0.$((RANDOM % 4))$((RANDOM % 10))"
 	kill -9 "$pid" 2>/dev/null && done_kills=$((done_kills + 1))
 done
-if wait "$producer"; then
-	echo "ok - the stream of $events messages was produced"
-else
-	echo "not ok - the stream of $events messages was produced"
-	cat "$work/produce.log"
-fi
+wait "$producer"
+adstream_tap $? "the stream of $events messages was produced"
 producer=
-if [ "$done_kills" -ge "$kills" ]; then
-	echo "ok - the consumer worker was killed $done_kills times with SIGKILL"
-else
-	echo "not ok - the consumer worker was killed $kills times (only $done_kills)"
-fi
+[ "$done_kills" -ge "$kills" ]
+adstream_tap $? "the consumer worker was killed with SIGKILL $kills times ($done_kills)"
 
-caught_up=0
-for _ in $(seq 1 900); do
-	if [ "$("${psql_cmd[@]}" -c "SELECT coalesce(sum(next_offset), 0) = $events FROM adstream.consumed_offset" 2>/dev/null)" = t ]; then
-		caught_up=1
-		break
-	fi
-	sleep 0.2
-done
-if [ "$caught_up" -eq 1 ]; then
-	echo "ok - after the kills, the consumer caught up with all $events messages"
-else
-	echo "not ok - after the kills, the consumer caught up with all $events messages"
-	tail -20 "$work/pg/server.log"
-fi
+adstream_wait_applied "$events"
+adstream_tap $? "after the kills, the consumer caught up with all $events messages"
 
-"${psql_cmd[@]}" <<SQL >/dev/null || { echo "not ok - load ground truth"; exit 1; }
-CREATE TABLE raw (seq bigint PRIMARY KEY, partition int, "offset" bigint, kafka_ms bigint, msg bytea);
-COPY raw FROM '$work/messages.copy';
-CREATE TABLE truth (seq bigint, status text, reason text, event_id text, event_type text,
-                    ad_id text, window_start_ms bigint, cost_micros bigint);
-COPY truth FROM '$work/truth.copy';
-SELECT adstream.fold_minute_stats(100000000);
-SQL
-"${psql_cmd[@]}" -f "$src/tests/lib/truth_checks.sql" >"$work/check.txt" 2>&1
-cat "$work/check.txt"
-if [ "$caught_up" -eq 1 ] && [ "$done_kills" -ge "$kills" ] &&
-	[ "$(grep -c '^ok' "$work/check.txt")" -eq 7 ] && ! grep -q '^not ok' "$work/check.txt"; then
-	exit 0
-fi
-exit 1
+adstream_check_truth || status=1
+exit $status

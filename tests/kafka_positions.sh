@@ -12,25 +12,8 @@ src=$(cd "$(dirname "$0")/.." && pwd)
 . "$src/tests/lib/common.sh"
 . "$src/tests/lib/kafka.sh"
 
-make -s -C "$src/tests/adgen" >/dev/null && make -s -C "$src/tests/kafka" >/dev/null || {
-	echo "not ok - build the generator and the embedded Kafka"; exit 1; }
-work=$(mktemp -d /tmp/adstream-positions.XXXXXX)
-port=$(adstream_free_port)
-trap 'adstream_pg_stop "$work/pg"; adstream_kafka_stop "$work"; rm -rf "$work"' EXIT
-adstream_kafka_start "$work" pos:2 || { echo "not ok - embedded Kafka starts"; exit 1; }
-adstream_pg_start "$work/pg" "$port" "adstream.database = 'postgres'"
-psql_cmd=(psql -X -q -t -A -h "$work/pg" -p "$port" -U postgres -d postgres -v ON_ERROR_STOP=1)
 status=0
-poll() {					# poll SQL: bounded wait (30 s) until SQL returns t
-	for _ in $(seq 1 300); do
-		[ "$("${psql_cmd[@]}" -c "$1" 2>/dev/null)" = t ] && return 0
-		sleep 0.1
-	done
-	return 1
-}
-report() {					# report STATUS NAME
-	if [ "$1" -eq 0 ]; then echo "ok - $2"; else echo "not ok - $2"; status=1; fi
-}
+adstream_kafka_env positions pos:2
 produce() {					# produce SEED EVENTS TRUTHFILE
 	"$src/tests/kafka/adproduce" --seed "$1" --events "$2" --partitions 2 --topic pos \
 		--bootstrap-file "$work/bootstrap" --truth "$3" 2>>"$work/produce.log"
@@ -44,17 +27,17 @@ SELECT adstream.create_pipeline('pos', max_message_bytes => 4096, topic => 'pos'
        bootstrap_servers => '$(cat "$work/bootstrap")', start_from => 'latest',
        kafka_properties => '{"fetch.wait.max.ms": 10}');
 SQL
-poll "SELECT count(*) = 2 AND sum(next_offset) = 2000 FROM adstream.consumed_offset"
-report $? "start_from latest stores the partitions' ends before reading"
+adstream_poll "SELECT count(*) = 2 AND sum(next_offset) = 2000 FROM adstream.consumed_offset"
+adstream_tap $? "start_from latest stores the partitions' ends before reading"
 
 # a restart must not move the start: alter, then produce more
 "${psql_cmd[@]}" -c "SELECT adstream.alter_pipeline('pos', batch_size => 500)" >/dev/null
 produce 2 1000 "$work/after.truth" || { echo "not ok - produce"; exit 1; }
-poll "SELECT sum(next_offset) = 3000 FROM adstream.consumed_offset"
-report $? "the worker then applies exactly the messages produced after it started"
+adstream_poll "SELECT sum(next_offset) = 3000 FROM adstream.consumed_offset"
+adstream_tap $? "the worker then applies exactly the messages produced after it started"
 want=$(accepted_in "$work/after.truth")
 [ "$("${psql_cmd[@]}" -c "SELECT count(*) FROM adstream.event")" = "$want" ]
-report $? "only the $want events produced later are counted"
+adstream_tap $? "only the $want events produced later are counted"
 
 # an offset beyond the log: an error in the status, nothing skipped
 good=$("${psql_cmd[@]}" -c "SELECT next_offset FROM adstream.consumed_offset WHERE partition = 0")
@@ -63,17 +46,17 @@ SELECT adstream.alter_pipeline('pos', enabled => false);
 UPDATE adstream.consumed_offset SET next_offset = 1000000 WHERE partition = 0;
 SELECT adstream.alter_pipeline('pos', enabled => true);
 SQL
-poll "SELECT bool_or(last_error LIKE '%partition 0%') FROM adstream.pipeline_status WHERE pipeline = 'pos'"
-report $? "a stored offset beyond the log shows as an error in pipeline_status"
+adstream_poll "SELECT bool_or(last_error LIKE '%partition 0%') FROM adstream.pipeline_status WHERE pipeline = 'pos'"
+adstream_tap $? "a stored offset beyond the log shows as an error in pipeline_status"
 grep -q "OFFSET_OUT_OF_RANGE\|_AUTO_OFFSET_RESET" "$work/pg/server.log"
-report $? "the worker stops with the Kafka error rather than jump to another offset"
+adstream_tap $? "the worker stops with the Kafka error rather than jump to another offset"
 [ "$("${psql_cmd[@]}" -c "SELECT count(*) FROM adstream.event")" = "$want" ]
-report $? "nothing was counted meanwhile"
+adstream_tap $? "nothing was counted meanwhile"
 
 # with the offset valid again, the restarted worker goes on: nothing lost
 "${psql_cmd[@]}" -c "UPDATE adstream.consumed_offset SET next_offset = $good WHERE partition = 0" >/dev/null
 produce 3 1000 "$work/later.truth" || { echo "not ok - produce"; exit 1; }
 want=$((want + $(accepted_in "$work/later.truth")))
-poll "SELECT count(*) = $want FROM adstream.event"
-report $? "with the offset set back, the worker resumes and counts every later event ($want in all)"
+adstream_poll "SELECT count(*) = $want FROM adstream.event"
+adstream_tap $? "with the offset set back, the worker resumes and counts every later event ($want in all)"
 exit $status

@@ -17,11 +17,7 @@ bootstrap=$ADSTREAM_TEST_BOOTSTRAP
 topic=${ADSTREAM_TEST_TOPIC:-adstream-rc-$(date +%s)-$RANDOM}
 
 make -s -C "$src/tests/kafka" >/dev/null || { echo "not ok - build txnproduce"; exit 1; }
-work=$(mktemp -d /tmp/adstream-rc.XXXXXX)
-port=$(adstream_free_port)
-trap 'adstream_pg_stop "$work/pg"; rm -rf "$work"' EXIT
-adstream_pg_start "$work/pg" "$port" "adstream.database = 'postgres'"
-psql_cmd=(psql -X -q -t -A -h "$work/pg" -p "$port" -U postgres -d postgres -v ON_ERROR_STOP=1)
+adstream_pg_scene rc "adstream.database = 'postgres'"
 
 if "$src/tests/kafka/txnproduce" --bootstrap "$bootstrap" --topic "$topic" \
 	--aborted 100 --committed 100 2>"$work/txn.log"; then

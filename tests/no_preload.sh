@@ -6,12 +6,8 @@ set -uo pipefail
 src=$(cd "$(dirname "$0")/.." && pwd)
 . "$src/tests/lib/common.sh"
 
-work=$(mktemp -d /tmp/adstream-nopreload.XXXXXX)
-port=$(adstream_free_port)
-trap 'adstream_pg_stop "$work/pg"; rm -rf "$work"' EXIT
 # a later line wins: this one undoes adstream_pg_start's preload
-adstream_pg_start "$work/pg" "$port" "shared_preload_libraries = ''"
-psql_cmd=(psql -X -q -t -A -h "$work/pg" -p "$port" -U postgres -d postgres -v ON_ERROR_STOP=1)
+adstream_pg_scene nopreload "shared_preload_libraries = ''"
 
 if result=$("${psql_cmd[@]}" 2>&1 <<'SQL'
 CREATE EXTENSION adstream;

@@ -5,10 +5,7 @@ set -uo pipefail
 src=$(cd "$(dirname "$0")/.." && pwd)
 . "$src/tests/lib/common.sh"
 
-work=$(mktemp -d /tmp/adstream-readme.XXXXXX)
-port=$(adstream_free_port)
-trap 'adstream_pg_stop "$work/pg"; rm -rf "$work"' EXIT
-adstream_pg_start "$work/pg" "$port"
+adstream_pg_scene readme
 
 awk -v dir="$work" '
 	/^```sql/ { n++; f = sprintf("%s/block%02d.sql", dir, n); inblock = 1; next }

@@ -31,30 +31,12 @@ src=$(cd "$(dirname "$0")/../.." && pwd)
 . "$src/tests/lib/common.sh"
 . "$src/tests/lib/kafka.sh"
 
-if [ -z "${ADSTREAM_SRC:-}" ]; then
-	adstream_install_and_build "$src" || exit 1
-	if [ "$(id -u)" -eq 0 ]; then
-		adstream_run_unprivileged "$src" tests/bench/kafka_bench.sh "${args[@]}"
-		exit
-	fi
-fi
+# root-only steps first; the rest runs as an unprivileged user
+adstream_enter tests/bench/kafka_bench.sh "${args[@]}"
 
-make -s -C "$src/tests/adgen" >/dev/null && make -s -C "$src/tests/kafka" >/dev/null || exit 1
-work=$(mktemp -d /tmp/adstream-kbench.XXXXXX)
-port=$(adstream_free_port)
-cleanup() {
-	adstream_pg_stop "$work/pg"
-	adstream_kafka_stop "$work"
-	rm -rf "$work"
-}
-trap cleanup EXIT
-
-adstream_kafka_start "$work" "tput:$partitions" "lat:8" || { echo "kafka_bench: no embedded Kafka" >&2; exit 1; }
-adstream_pg_start "$work/pg" "$port" "adstream.database = 'postgres'
-adstream.fold_interval = 0
+adstream_kafka_env kbench "tput:$partitions" lat:8 -- "adstream.fold_interval = 0
 shared_buffers = 1GB
 max_wal_size = 8GB"
-psql_cmd=(psql -X -q -t -A -h "$work/pg" -p "$port" -U postgres -d postgres -v ON_ERROR_STOP=1)
 now() { date +%s.%N; }
 
 echo "# producing $events events to topic tput ($partitions partitions)"
@@ -67,14 +49,8 @@ echo "# baseline: a plain librdkafka consumer drains the topic"
 	--messages "$events" >"$work/drain.txt" || exit 1
 . "$work/drain.txt"
 
-"${psql_cmd[@]}" >/dev/null <<SQL || exit 1
-CREATE EXTENSION adstream;
-CREATE TABLE raw (seq bigint PRIMARY KEY, partition int, "offset" bigint, kafka_ms bigint, msg bytea);
-COPY raw FROM '$work/messages.copy';
-CREATE TABLE truth (seq bigint, status text, reason text, event_id text, event_type text,
-                    ad_id text, window_start_ms bigint, cost_micros bigint);
-COPY truth FROM '$work/truth.copy';
-SQL
+"${psql_cmd[@]}" -c "CREATE EXTENSION adstream" >/dev/null || exit 1
+checks_ok=1
 
 # measure W: a pipeline with W consumer workers applies the whole topic from
 # the start; sets rate_W (events/s from its first commit to its last) and
@@ -105,8 +81,7 @@ SQL
 	eval "rate_$w=$(awk -v n="$events" -v fn="$first_n" -v t0="$t_first" -v t1="$t_last" \
 		'BEGIN { printf "%.0f", (n - fn) / (t1 - t0) }')"
 	eval "secs_$w=$(awk -v t0="$t_first" -v t1="$t_last" 'BEGIN { printf "%.3f", t1 - t0 }')"
-	"${psql_cmd[@]}" -c "SELECT adstream.fold_minute_stats(100000000)" >/dev/null
-	"${psql_cmd[@]}" -f "$src/tests/lib/truth_checks.sql" >>"$work/check.txt" 2>&1
+	adstream_check_truth >>"$work/checks.txt" || checks_ok=0
 }
 measure 1
 measure 2
@@ -118,17 +93,14 @@ SELECT adstream.create_pipeline('lat', max_message_bytes => 4096, topic => 'lat'
        bootstrap_servers => '$(cat "$work/bootstrap")',
        kafka_properties => '{"fetch.wait.max.ms": 10}', batch_time => '50 ms');
 SQL
-for _ in $(seq 1 200); do
-	[ "$("${psql_cmd[@]}" -c "SELECT count(*) FROM adstream.pipeline_status WHERE pipeline = 'lat' AND worker_state = 'consuming'")" -gt 0 ] && break
-	sleep 0.05
-done
+adstream_poll "SELECT count(*) > 0 FROM adstream.pipeline_status
+               WHERE pipeline = 'lat' AND worker_state = 'consuming'" ||
+	{ echo "kafka_bench: no worker for the latency run" >&2; exit 1; }
 "$src/tests/kafka/adproduce" --events $((rate * seconds)) --partitions 8 --topic lat \
 	--rate "$rate" --bootstrap-file "$work/bootstrap" 2>"$work/produce-lat.log" ||
 	{ cat "$work/produce-lat.log"; exit 1; }
-for _ in $(seq 1 1000); do
-	[ "$("${psql_cmd[@]}" -c "SELECT coalesce(sum(next_offset), 0) >= $((rate * seconds)) FROM adstream.pipeline_status WHERE pipeline = 'lat'")" = t ] && break
-	sleep 0.02
-done
+adstream_wait_applied $((rate * seconds)) ||
+	{ echo "kafka_bench: the worker did not catch up with the latency run" >&2; exit 1; }
 read -r p50 p99 accepted < <("${psql_cmd[@]}" -F ' ' -c "
 	SELECT max(latency_p50_ms), max(latency_p99_ms), max(accepted)
 	  FROM adstream.pipeline_status WHERE pipeline = 'lat'")
@@ -141,7 +113,5 @@ awk -v ds="$drain_secs" -v dr="$drain_rate" -v s1="$secs_1" -v r1="$rate_1" \
 	printf "adstream, 2 consumer workers:    %.3f s  %9.0f events/s  ratio to drain %.3f\n", s2, r2, r2 / dr
 	printf "latency at %d events/s for %d s (%d accepted): p50 %s ms, p99 %s ms (Kafka timestamp to commit)\n", r, s, acc, p50, p99
 }'
-cat "$work/check.txt"
-if grep -q '^not ok' "$work/check.txt" || [ "$(grep -c '^ok' "$work/check.txt")" -ne 14 ]; then
-	exit 1
-fi
+cat "$work/checks.txt"
+[ "$checks_ok" -eq 1 ]

@@ -26,15 +26,10 @@
 
 #include "../adgen/adgen.h"
 
-static volatile sig_atomic_t stop_requested = 0;
+#include "stop_signal.h"
+
 static long delivery_errors = 0;
 
-static void
-on_signal(int signo)
-{
-    (void) signo;
-    stop_requested = 1;
-}
 
 static void
 on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
@@ -109,7 +104,6 @@ main(int argc, char **argv)
     double t0;
     uint64_t sent = 0;
     char summary[512];
-    struct sigaction sa;
 
     adgen_options_init(&o);
     for (int i = 1; i < argc; i++)
@@ -191,16 +185,7 @@ main(int argc, char **argv)
         return 2;
     }
 
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_signal;
-    sigaction(SIGTERM, &sa, NULL);
-    /* a background job of a script ignores Ctrl-C: leave it to the script */
-    {
-        struct sigaction old;
-
-        if (sigaction(SIGINT, NULL, &old) == 0 && old.sa_handler != SIG_IGN)
-            sigaction(SIGINT, &sa, NULL);
-    }
+    install_stop_signals();
 
     conf = rd_kafka_conf_new();
     if (rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap, err, sizeof(err)) ||

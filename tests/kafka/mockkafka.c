@@ -50,17 +50,12 @@
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
 
+#include "stop_signal.h"
+
 #define MAX_CLIENTS 16
 #define LINE_MAX_LEN 1024
 
-static volatile sig_atomic_t stop_requested = 0;
 
-static void
-on_signal(int signo)
-{
-    (void) signo;
-    stop_requested = 1;
-}
 
 static void
 die(const char *fmt, ...)
@@ -298,7 +293,6 @@ main(int argc, char **argv)
     size_t buflen[MAX_CLIENTS];
     int nclients = 0;
     int running = 1;
-    struct sigaction sa;
 
     for (int i = 1; i < argc; i++)
     {
@@ -326,16 +320,7 @@ main(int argc, char **argv)
     if (bootstrap_file == NULL || control_file == NULL)
         usage();
 
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_signal;
-    sigaction(SIGTERM, &sa, NULL);
-    /* a background job of a script ignores Ctrl-C: leave it to the script */
-    {
-        struct sigaction old;
-
-        if (sigaction(SIGINT, NULL, &old) == 0 && old.sa_handler != SIG_IGN)
-            sigaction(SIGINT, &sa, NULL);
-    }
+    install_stop_signals();
     signal(SIGPIPE, SIG_IGN);
 
     /* the cluster needs a client handle for its bookkeeping */

@@ -18,6 +18,19 @@ adstream_install_and_build() {
 	echo "build: adstream built and installed into $(pg_config --pkglibdir)"
 }
 
+# adstream_enter SCRIPT ARGS...: the start of a script that needs adstream
+# installed and a server of its own.  Unless already re-run (ADSTREAM_SRC
+# set), install and build; then, as root, re-run "$src/SCRIPT ARGS" as an
+# unprivileged user and exit with its status.  Otherwise return and go on.
+adstream_enter() {
+	[ -n "${ADSTREAM_SRC:-}" ] && return 0
+	adstream_install_and_build "$src" || exit 1
+	if [ "$(id -u)" -eq 0 ]; then
+		adstream_run_unprivileged "$src" "$@"
+		exit
+	fi
+}
+
 # Run "$src/$script args..." as an unprivileged user in a scratch copy of the
 # tree, so the checkout stays clean and root never starts PostgreSQL.  The
 # copy is removed after a successful or interrupted (Ctrl-C or SIGTERM) run,
@@ -65,6 +78,17 @@ shared_preload_libraries = 'adstream'
 $extra
 CONF
 	"$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start >/dev/null
+}
+
+# adstream_pg_scene NAME [CONF]: a scratch directory $work
+# (/tmp/adstream-NAME.*) with a private server in it (adstream preloaded,
+# plus CONF lines), psql_cmd to query it, and both gone on exit.
+adstream_pg_scene() {
+	work=$(mktemp -d "/tmp/adstream-$1.XXXXXX")
+	port=$(adstream_free_port)
+	trap 'adstream_pg_stop "$work/pg"; rm -rf "$work"' EXIT
+	adstream_pg_start "$work/pg" "$port" "${2:-}" || { echo "not ok - PostgreSQL starts"; exit 1; }
+	psql_cmd=(psql -X -q -t -A -h "$work/pg" -p "$port" -U postgres -d postgres -v ON_ERROR_STOP=1)
 }
 
 adstream_pg_stop() {

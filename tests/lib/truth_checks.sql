@@ -28,6 +28,7 @@ SELECT CASE WHEN count(*) = 0 THEN 'ok' ELSE 'not ok' END || ' - each dead lette
   FROM adstream.dead_letter d JOIN raw r ON r.partition = d.partition AND r."offset" = d."offset"
  WHERE d.payload <> r.msg;
 -- aggregates per (ad, minute)
+SET client_min_messages = warning;
 -- kept (not temporary) for checks that follow in other sessions
 DROP TABLE IF EXISTS expected_agg;
 CREATE TABLE expected_agg AS
