@@ -233,6 +233,23 @@ SELECT pg_catalog.pg_extension_config_dump('adstream.dead_letter_id_seq', '');
 -------------------------------------------------------------------------------
 
 -- Raise a clear error for any option value that is out of range.
+CREATE FUNCTION adstream._check_int(name text, value bigint, lo bigint, hi bigint)
+RETURNS void
+LANGUAGE plpgsql
+IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF value IS NULL OR value < lo OR value > hi THEN
+		RAISE EXCEPTION 'option "%" must be between % and %: %', name, lo, hi,
+			coalesce(value::text, 'null')
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+END
+$$;
+COMMENT ON FUNCTION adstream._check_int(text, bigint, bigint, bigint) IS
+	'Internal: checks that an integer option is within its bounds, naming the option.';
+
 CREATE FUNCTION adstream._check_options(
 	max_event_age interval,
 	max_future_skew interval,
@@ -279,11 +296,7 @@ BEGIN
 			USING ERRCODE = 'invalid_parameter_value',
 				  DETAIL = 'A duplicate younger than max_event_age is still accepted, so its key must still be remembered.';
 	END IF;
-	IF max_message_bytes IS NULL OR max_message_bytes < 64 OR max_message_bytes > 104857600 THEN
-		RAISE EXCEPTION 'option "max_message_bytes" must be between 64 and 104857600: %',
-			coalesce(max_message_bytes::text, 'null')
-			USING ERRCODE = 'invalid_parameter_value';
-	END IF;
+	PERFORM adstream._check_int('max_message_bytes', max_message_bytes, 64, 104857600);
 END
 $$;
 COMMENT ON FUNCTION adstream._check_options(interval, interval, interval, interval, integer) IS
@@ -337,22 +350,14 @@ BEGIN
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
 	PERFORM adstream._check_kafka_properties(kafka_properties);
-	IF batch_size IS NULL OR batch_size < 1 OR batch_size > 1000000 THEN
-		RAISE EXCEPTION 'option "batch_size" must be between 1 and 1000000: %',
-			coalesce(batch_size::text, 'null')
-			USING ERRCODE = 'invalid_parameter_value';
-	END IF;
+	PERFORM adstream._check_int('batch_size', batch_size, 1, 1000000);
 	IF batch_time IS NULL OR batch_time < interval '1 millisecond'
 	   OR batch_time > interval '1 minute' THEN
 		RAISE EXCEPTION 'option "batch_time" must be between 1 millisecond and 1 minute: %',
 			coalesce(batch_time::text, 'null')
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
-	IF workers IS NULL OR workers < 1 OR workers > 16 THEN
-		RAISE EXCEPTION 'option "workers" must be between 1 and 16: %',
-			coalesce(workers::text, 'null')
-			USING ERRCODE = 'invalid_parameter_value';
-	END IF;
+	PERFORM adstream._check_int('workers', workers, 1, 16);
 END
 $$;
 COMMENT ON FUNCTION adstream._check_source(text, text, text, jsonb, integer, interval, integer) IS
