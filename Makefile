@@ -15,9 +15,12 @@ OBJS = \
 	bgworker/core.o \
 	bgworker/store.o \
 	bgworker/kafka.o \
+	bgworker/kafka_out.o \
 	bgworker/source.o \
 	bgworker/launcher.o \
 	bgworker/consumer.o \
+	bgworker/sink.o \
+	bgworker/producer.o \
 	bgworker/status.o \
 	bgworker/sql_api.o
 
@@ -25,7 +28,7 @@ MODULEDIR = extension
 DATA = extension/adstream.control $(wildcard extension/adstream--*.sql)
 
 REGRESS = install pipeline_options kafka_source ingest_basic rejections dedup windows fold \
-	emission \
+	emission sinks \
 	offsets privileges injection views drop
 REGRESS_OPTS = --temp-instance=tmp_check --temp-config=tests/regress.conf
 

@@ -24,6 +24,24 @@ PG_MODULE_MAGIC;
 char	   *adstream_clock_override = NULL;
 char	   *adstream_database = NULL;
 int			adstream_fold_interval = 1000;
+int			adstream_producer_fail_point = ADSTREAM_FAIL_NONE;
+
+static const struct config_enum_entry fail_point_options[] = {
+	{"none", ADSTREAM_FAIL_NONE, false},
+	{"mid_send", ADSTREAM_FAIL_MID_SEND, false},
+	{"before_kafka_commit", ADSTREAM_FAIL_BEFORE_KAFKA_COMMIT, false},
+	{"after_kafka_commit", ADSTREAM_FAIL_AFTER_KAFKA_COMMIT, false},
+	{NULL, 0, false}
+};
+
+const char *
+adstream_fail_point_name(int point)
+{
+	for (int i = 0; fail_point_options[i].name != NULL; i++)
+		if (fail_point_options[i].val == point)
+			return fail_point_options[i].name;
+	return "?";
+}
 
 void		_PG_init(void);
 
@@ -66,6 +84,18 @@ _PG_init(void)
 							PGC_SIGHUP,
 							GUC_UNIT_MS,
 							NULL, NULL, NULL);
+
+	DefineCustomEnumVariable("adstream.producer_fail_point",
+							 "Stops producer workers at a point of the output protocol, for tests.",
+							 "none (the default), mid_send, before_kafka_commit or after_kafka_commit: "
+							 "a producer reaching that point of a transaction exits at once, "
+							 "as a crash there would.",
+							 &adstream_producer_fail_point,
+							 ADSTREAM_FAIL_NONE,
+							 fail_point_options,
+							 PGC_SIGHUP,
+							 0,
+							 NULL, NULL, NULL);
 
 	/*
 	 * The workers exist only when adstream is preloaded; a server-start

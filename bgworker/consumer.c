@@ -248,7 +248,7 @@ apply_batch(Consumer *c)
 		for (int i = 0; i < c->n; i++)
 			if (msgs[i].has_kafka_ts)
 				lat[nlat++] = (committed - msgs[i].kafka_ts) / 1000;
-		adstream_status_latencies(c->status, lat, nlat);
+		adstream_status_latencies(c->status ? &c->status->latency : NULL, lat, nlat);
 		pfree(lat);
 	}
 

@@ -6,12 +6,13 @@
  *	  adstream.database, and keeps the consumer workers of every enabled
  *	  pipeline that has a Kafka topic running: as many as its workers
  *	  option asks for, worker i of n taking the partitions p with
- *	  p % n = i.
+ *	  p % n = i.  It also keeps a producer worker running for every
+ *	  enabled sink (producer.c).
  *
  * Once a second (sooner when a worker starts or stops, which sets its
- * latch) it compares the pipelines with the workers it runs:
- *	- a new or re-enabled pipeline gets a worker;
- *	- a worker whose pipeline was dropped, disabled or altered is stopped
+ * latch) it compares the pipelines and sinks with the workers it runs:
+ *	- a new or re-enabled pipeline or sink gets its workers;
+ *	- a worker whose pipeline or sink was dropped, disabled or altered is stopped
  *	  (an altered one is started again on the next round, with the new
  *	  options);
  *	- a worker that exited is started again after a backoff that doubles
@@ -23,9 +24,10 @@
  * records of emitting pipelines), in bounded steps, each its own
  * transaction.
  *
- * When the launcher itself (re)starts, it first stops consumer workers
- * left from before; an advisory lock per pipeline also keeps any two
- * consumers of one pipeline from running at once.
+ * When the launcher itself (re)starts, it first stops the workers left
+ * from before; an advisory lock per pipeline also keeps any two consumers
+ * of one pipeline from running at once, and a sink's transactional.id
+ * fences an older producer of the sink.
  *
  *-------------------------------------------------------------------------
  */
@@ -43,24 +45,41 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
+#include "sink.h"
 #include "source.h"
 #include "workers.h"
 
 #define MAX_PIPELINES 256
+#define MAX_SINKS 256
 #define MAX_SLOTS 512
 #define HEALTHY_AFTER_MS 60000
 #define MAX_BACKOFF_MS 60000
 #define FOLD_STEP_ROWS 200000
 
+typedef enum WorkerKind
+{
+	KIND_CONSUMER,				/* id: a pipeline; index of count */
+	KIND_PRODUCER				/* id: a sink */
+} WorkerKind;
+
+static const char *const kind_names[] = {"consumer", "producer"};
+
+/* A worker that should run, from the tables. */
+typedef struct Want
+{
+	WorkerKind	kind;
+	int32		id;
+	int			index;
+	int			count;
+	int64		version;		/* of the pipeline or sink */
+	char		name[130];
+} Want;
+
 typedef struct Slot
 {
 	bool		used;
 	bool		stopping;		/* terminated; kept until it has exited */
-	int32		pipeline_id;
-	int			index;			/* worker index within the pipeline */
-	int			count;			/* the pipeline's number of workers */
-	int64		version;		/* of the pipeline the worker was started for */
-	char		name[64];
+	Want		w;				/* what it runs */
 	BackgroundWorkerHandle *handle; /* NULL while waiting to (re)start */
 	TimestampTz started_at;
 	int			failures;		/* consecutive exits */
@@ -86,7 +105,7 @@ adstream_register_launcher(void)
 }
 
 static bool
-start_consumer(Slot *s)
+start_worker(Slot *s)
 {
 	BackgroundWorker bgw;
 
@@ -95,19 +114,29 @@ start_consumer(Slot *s)
 	bgw.bgw_start_time = BgWorkerStart_RecoveryFinished;
 	bgw.bgw_restart_time = BGW_NEVER_RESTART;	/* the launcher decides */
 	snprintf(bgw.bgw_library_name, BGW_MAXLEN, "adstream");
-	snprintf(bgw.bgw_function_name, BGW_MAXLEN, "adstream_consumer_main");
-	snprintf(bgw.bgw_name, BGW_MAXLEN, "adstream consumer %s %d/%d", s->name,
-			 s->index + 1, s->count);
-	snprintf(bgw.bgw_type, BGW_MAXLEN, "adstream consumer");
-	bgw.bgw_main_arg = Int32GetDatum(s->pipeline_id);
-	snprintf(bgw.bgw_extra, BGW_EXTRALEN, "%d %d", s->index, s->count);
+	bgw.bgw_main_arg = Int32GetDatum(s->w.id);
 	bgw.bgw_notify_pid = MyProcPid;
+	if (s->w.kind == KIND_CONSUMER)
+	{
+		snprintf(bgw.bgw_function_name, BGW_MAXLEN, "adstream_consumer_main");
+		snprintf(bgw.bgw_name, BGW_MAXLEN, "adstream consumer %s %d/%d", s->w.name,
+				 s->w.index + 1, s->w.count);
+		snprintf(bgw.bgw_type, BGW_MAXLEN, "adstream consumer");
+		snprintf(bgw.bgw_extra, BGW_EXTRALEN, "%d %d", s->w.index, s->w.count);
+	}
+	else
+	{
+		snprintf(bgw.bgw_function_name, BGW_MAXLEN, "adstream_producer_main");
+		snprintf(bgw.bgw_name, BGW_MAXLEN, "adstream producer %s", s->w.name);
+		snprintf(bgw.bgw_type, BGW_MAXLEN, "adstream producer");
+	}
 	if (!RegisterDynamicBackgroundWorker(&bgw, &s->handle))
 	{
 		s->handle = NULL;
 		ereport(WARNING,
-				(errmsg("adstream: no background worker slot for pipeline \"%s\"", s->name),
-				 errhint("Raise max_worker_processes: adstream needs one per running pipeline plus its launcher.")));
+				(errmsg("adstream: no background worker slot for the %s of \"%s\"",
+						kind_names[s->w.kind], s->w.name),
+				 errhint("Raise max_worker_processes: adstream needs one per consumer and per sink, plus its launcher.")));
 		return false;
 	}
 	s->started_at = GetCurrentTimestamp();
@@ -116,7 +145,7 @@ start_consumer(Slot *s)
 
 /* Ask the worker to stop; the slot stays until it has exited. */
 static void
-stop_consumer(Slot *s)
+stop_worker(Slot *s)
 {
 	if (s->handle == NULL)
 		s->used = false;
@@ -129,11 +158,12 @@ stop_consumer(Slot *s)
 
 /*
  * Forget stopping slots whose worker has exited.  Returns whether the
- * pipeline still has a worker on its way out: its new workers wait, so
- * that two generations never consume the same partitions.
+ * pipeline (or sink) still has a worker on its way out: its new workers
+ * wait, so that two generations never consume the same partitions nor
+ * produce for the same sink.
  */
 static bool
-still_stopping(int32 pipeline_id)
+still_stopping(WorkerKind kind, int32 id)
 {
 	bool		any = false;
 
@@ -150,30 +180,30 @@ still_stopping(int32 pipeline_id)
 			s->handle = NULL;
 			s->used = false;
 		}
-		else if (s->pipeline_id == pipeline_id)
+		else if (s->w.kind == kind && s->w.id == id)
 			any = true;
 	}
 	return any;
 }
 
-/* The slot of worker index of a pipeline, or NULL. */
+/* The running slot of a worker, or NULL. */
 static Slot *
-find_slot(int32 pipeline_id, int index)
+find_slot(const Want *w)
 {
 	for (int i = 0; i < MAX_SLOTS; i++)
-		if (slots[i].used && !slots[i].stopping &&
-			slots[i].pipeline_id == pipeline_id && slots[i].index == index)
+		if (slots[i].used && !slots[i].stopping && slots[i].w.kind == w->kind &&
+			slots[i].w.id == w->id && slots[i].w.index == w->index)
 			return &slots[i];
 	return NULL;
 }
 
-/* One round: bring the running workers in line with the pipelines. */
+/* One round: bring the running workers in line with what should run. */
 static void
-reconcile(AdstreamRunnable *want, int nwant)
+reconcile(Want *want, int nwant)
 {
 	TimestampTz now = GetCurrentTimestamp();
 
-	/* stop workers of pipelines gone, disabled or altered */
+	/* stop workers of pipelines or sinks gone, disabled or altered */
 	for (int i = 0; i < MAX_SLOTS; i++)
 	{
 		Slot	   *s = &slots[i];
@@ -181,72 +211,114 @@ reconcile(AdstreamRunnable *want, int nwant)
 
 		if (!s->used || s->stopping)
 			continue;
-		for (j = 0; j < nwant && want[j].pipeline_id != s->pipeline_id; j++)
-			;
-		if (j == nwant || want[j].version != s->version || s->index >= want[j].workers)
-			stop_consumer(s);
+		for (j = 0; j < nwant; j++)
+			if (want[j].kind == s->w.kind && want[j].id == s->w.id &&
+				want[j].index == s->w.index)
+				break;
+		if (j == nwant || want[j].version != s->w.version || want[j].count != s->w.count)
+			stop_worker(s);
 	}
 
 	/* notice exits; start what is missing, after any backoff */
 	for (int j = 0; j < nwant; j++)
 	{
-		if (still_stopping(want[j].pipeline_id))
+		Slot	   *s;
+
+		if (still_stopping(want[j].kind, want[j].id))
 			continue;
-		for (int index = 0; index < want[j].workers; index++)
+		s = find_slot(&want[j]);
+		if (s == NULL)
 		{
-			Slot	   *s = find_slot(want[j].pipeline_id, index);
-
+			for (int i = 0; i < MAX_SLOTS && s == NULL; i++)
+				if (!slots[i].used)
+					s = &slots[i];
 			if (s == NULL)
-			{
-				for (int i = 0; i < MAX_SLOTS && s == NULL; i++)
-					if (!slots[i].used)
-						s = &slots[i];
-				if (s == NULL)
-					continue;
-				memset(s, 0, sizeof(*s));
-				s->used = true;
-				s->pipeline_id = want[j].pipeline_id;
-				s->index = index;
-				s->count = want[j].workers;
-				s->version = want[j].version;
-				strlcpy(s->name, want[j].name, sizeof(s->name));
-				s->next_start = now;
-			}
-			if (s->handle != NULL)
-			{
-				pid_t		pid;
-				int			backoff = MAX_BACKOFF_MS;
+				continue;
+			memset(s, 0, sizeof(*s));
+			s->used = true;
+			s->w = want[j];
+			s->next_start = now;
+		}
+		if (s->handle != NULL)
+		{
+			pid_t		pid;
+			int			backoff = MAX_BACKOFF_MS;
 
-				if (GetBackgroundWorkerPid(s->handle, &pid) != BGWH_STOPPED)
-				{
-					if (TimestampDifferenceExceeds(s->started_at, now, HEALTHY_AFTER_MS))
-						s->failures = 0;
-					continue;
-				}
-				pfree(s->handle);
-				s->handle = NULL;
-				s->failures++;
-				if (s->failures <= 6)
-					backoff = Min(MAX_BACKOFF_MS, 1000 << (s->failures - 1));
-				s->next_start = TimestampTzPlusMilliseconds(now, backoff);
+			if (GetBackgroundWorkerPid(s->handle, &pid) != BGWH_STOPPED)
+			{
+				if (TimestampDifferenceExceeds(s->started_at, now, HEALTHY_AFTER_MS))
+					s->failures = 0;
+				continue;
+			}
+			pfree(s->handle);
+			s->handle = NULL;
+			s->failures++;
+			if (s->failures <= 6)
+				backoff = Min(MAX_BACKOFF_MS, 1000 << (s->failures - 1));
+			s->next_start = TimestampTzPlusMilliseconds(now, backoff);
+			if (s->w.kind == KIND_CONSUMER)
 				ereport(LOG,
 						(errmsg("adstream: consumer %d/%d of pipeline \"%s\" exited; starting it again in %d ms",
-								s->index + 1, s->count, s->name, backoff)));
-			}
-			if (s->handle == NULL && now >= s->next_start && !start_consumer(s))
-			{
-				/* no free worker slot: try again in a while, not every second */
-				s->failures++;
-				s->next_start = TimestampTzPlusMilliseconds(now, MAX_BACKOFF_MS);
-			}
+								s->w.index + 1, s->w.count, s->w.name, backoff)));
+			else
+				ereport(LOG,
+						(errmsg("adstream: producer of sink \"%s\" exited; starting it again in %d ms",
+								s->w.name, backoff)));
+		}
+		if (s->handle == NULL && now >= s->next_start && !start_worker(s))
+		{
+			/* no free worker slot: try again in a while, not every second */
+			s->failures++;
+			s->next_start = TimestampTzPlusMilliseconds(now, MAX_BACKOFF_MS);
 		}
 	}
+}
+
+/* What should run: each pipeline's consumers, then each sink's producer. */
+static int
+wanted_workers(Want *want, int max)
+{
+	AdstreamRunnable *pipelines = palloc(sizeof(AdstreamRunnable) * MAX_PIPELINES);
+	AdstreamRunnableSink *sinks = palloc(sizeof(AdstreamRunnableSink) * MAX_SINKS);
+	int			np = adstream_runnable_pipelines(pipelines, MAX_PIPELINES);
+	int			ns;
+	int			n = 0;
+
+	if (np < 0)
+		return -1;
+	for (int i = 0; i < np; i++)
+		for (int index = 0; index < pipelines[i].workers && n < max; index++)
+		{
+			Want	   *w = &want[n++];
+
+			w->kind = KIND_CONSUMER;
+			w->id = pipelines[i].pipeline_id;
+			w->index = index;
+			w->count = pipelines[i].workers;
+			w->version = pipelines[i].version;
+			strlcpy(w->name, pipelines[i].name, sizeof(w->name));
+		}
+	ns = adstream_runnable_sinks(sinks, MAX_SINKS);
+	for (int i = 0; i < ns && n < max; i++)
+	{
+		Want	   *w = &want[n++];
+
+		w->kind = KIND_PRODUCER;
+		w->id = sinks[i].sink_id;
+		w->index = 0;
+		w->count = 1;
+		w->version = sinks[i].version;
+		strlcpy(w->name, sinks[i].name, sizeof(w->name));
+	}
+	pfree(pipelines);
+	pfree(sinks);
+	return n;
 }
 
 void
 adstream_launcher_main(Datum main_arg)
 {
-	AdstreamRunnable *want = palloc(sizeof(AdstreamRunnable) * MAX_PIPELINES);
+	Want	   *want = palloc(sizeof(Want) * MAX_SLOTS);
 	bool		first = true;
 	TimestampTz last_fold = 0;
 
@@ -268,10 +340,10 @@ adstream_launcher_main(Datum main_arg)
 		}
 
 		adstream_xact_begin("adstream: checking pipelines");
-		/* consumers of an earlier launcher must be gone before ours start */
-		if (first && adstream_terminate_stale_consumers() == 0)
+		/* workers of an earlier launcher must be gone before ours start */
+		if (first && adstream_terminate_stale_workers() == 0)
 			first = false;
-		nwant = first ? 0 : adstream_runnable_pipelines(want, MAX_PIPELINES);
+		nwant = first ? 0 : wanted_workers(want, MAX_SLOTS);
 		adstream_xact_end();
 
 		reconcile(want, Max(nwant, 0));

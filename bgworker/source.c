@@ -41,8 +41,8 @@ adstream_xact_end(void)
 	pgstat_report_activity(STATE_IDLE, NULL);
 }
 
-static void
-check_spi(int rc, const char *what)
+void
+adstream_check_spi(int rc, const char *what)
 {
 	if (rc < 0)
 		elog(ERROR, "adstream: %s failed: %s", what, SPI_result_code_string(rc));
@@ -53,11 +53,11 @@ adstream_runnable_pipelines(AdstreamRunnable *out, int max)
 {
 	int			n = 0;
 
-	check_spi(SPI_execute("SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'adstream'",
+	adstream_check_spi(SPI_execute("SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'adstream'",
 						  true, 1), "extension lookup");
 	if (SPI_processed == 0)
 		return -1;
-	check_spi(SPI_execute("SELECT id, (extract(epoch FROM updated_at) * 1000000)::int8, name,"
+	adstream_check_spi(SPI_execute("SELECT id, (extract(epoch FROM updated_at) * 1000000)::int8, name,"
 						  " workers"
 						  " FROM adstream.pipeline"
 						  " WHERE enabled AND topic IS NOT NULL ORDER BY id",
@@ -87,7 +87,7 @@ adstream_load_source(int32 pipeline_id, AdstreamSource *src, MemoryContext mcxt)
 	bool		isnull;
 
 	args[0] = Int32GetDatum(pipeline_id);
-	check_spi(SPI_execute_with_args("SELECT name, topic, bootstrap_servers, start_from = 'latest',"
+	adstream_check_spi(SPI_execute_with_args("SELECT name, topic, bootstrap_servers, start_from = 'latest',"
 									" batch_size,"
 									" (extract(epoch FROM batch_time) * 1000)::int4,"
 									" (extract(epoch FROM updated_at) * 1000000)::int8"
@@ -108,21 +108,33 @@ adstream_load_source(int32 pipeline_id, AdstreamSource *src, MemoryContext mcxt)
 	src->batch_time_ms = Max(DatumGetInt32(SPI_getbinval(tup, desc, 6, &isnull)), 1);
 	src->version = DatumGetInt64(SPI_getbinval(tup, desc, 7, &isnull));
 
-	check_spi(SPI_execute_with_args("SELECT key, value FROM adstream.pipeline,"
-									" jsonb_each_text(kafka_properties) WHERE id = $1",
-									1, argtypes, args, NULL, true, 0),
-			  "pipeline properties");
-	src->nprops = (int) SPI_processed;
-	src->prop_names = MemoryContextAlloc(mcxt, sizeof(char *) * Max(src->nprops, 1));
-	src->prop_values = MemoryContextAlloc(mcxt, sizeof(char *) * Max(src->nprops, 1));
-	for (int i = 0; i < src->nprops; i++)
-	{
-		src->prop_names[i] = MemoryContextStrdup(mcxt, SPI_getvalue(SPI_tuptable->vals[i],
-																	SPI_tuptable->tupdesc, 1));
-		src->prop_values[i] = MemoryContextStrdup(mcxt, SPI_getvalue(SPI_tuptable->vals[i],
-																	 SPI_tuptable->tupdesc, 2));
-	}
+	adstream_load_properties("SELECT key, value FROM adstream.pipeline,"
+							 " jsonb_each_text(kafka_properties) WHERE id = $1",
+							 pipeline_id, &src->nprops, &src->prop_names, &src->prop_values,
+							 mcxt);
 	return true;
+}
+
+void
+adstream_load_properties(const char *sql, int32 id, int *n, char ***names,
+						 char ***values, MemoryContext mcxt)
+{
+	Oid			argtypes[1] = {INT4OID};
+	Datum		args[1];
+
+	args[0] = Int32GetDatum(id);
+	adstream_check_spi(SPI_execute_with_args(sql, 1, argtypes, args, NULL, true, 0),
+					   "Kafka properties");
+	*n = (int) SPI_processed;
+	*names = MemoryContextAlloc(mcxt, sizeof(char *) * Max(*n, 1));
+	*values = MemoryContextAlloc(mcxt, sizeof(char *) * Max(*n, 1));
+	for (int i = 0; i < *n; i++)
+	{
+		(*names)[i] = MemoryContextStrdup(mcxt, SPI_getvalue(SPI_tuptable->vals[i],
+															 SPI_tuptable->tupdesc, 1));
+		(*values)[i] = MemoryContextStrdup(mcxt, SPI_getvalue(SPI_tuptable->vals[i],
+															  SPI_tuptable->tupdesc, 2));
+	}
 }
 
 void
@@ -135,7 +147,7 @@ adstream_load_offsets(int32 pipeline_id, const char *topic, int64 *offsets, int 
 		offsets[p] = -1;
 	args[0] = Int32GetDatum(pipeline_id);
 	args[1] = CStringGetTextDatum(topic);
-	check_spi(SPI_execute_with_args("SELECT partition, next_offset FROM adstream.consumed_offset"
+	adstream_check_spi(SPI_execute_with_args("SELECT partition, next_offset FROM adstream.consumed_offset"
 									" WHERE pipeline_id = $1 AND topic = $2",
 									2, argtypes, args, NULL, true, 0),
 			  "stored offsets");
@@ -160,7 +172,7 @@ adstream_claim_pipeline(int32 pipeline_id, int worker_index)
 
 	args[0] = Int32GetDatum(ADSTREAM_LOCK_CLASS + worker_index);
 	args[1] = Int32GetDatum(pipeline_id);
-	check_spi(SPI_execute_with_args("SELECT pg_catalog.pg_try_advisory_lock($1, $2)",
+	adstream_check_spi(SPI_execute_with_args("SELECT pg_catalog.pg_try_advisory_lock($1, $2)",
 									2, argtypes, args, NULL, false, 1),
 			  "pipeline claim");
 	return DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
@@ -168,13 +180,13 @@ adstream_claim_pipeline(int32 pipeline_id, int worker_index)
 }
 
 int
-adstream_terminate_stale_consumers(void)
+adstream_terminate_stale_workers(void)
 {
-	check_spi(SPI_execute("SELECT pg_catalog.pg_terminate_backend(pid)"
+	adstream_check_spi(SPI_execute("SELECT pg_catalog.pg_terminate_backend(pid)"
 						  " FROM pg_catalog.pg_stat_activity"
-						  " WHERE backend_type = 'adstream consumer'"
+						  " WHERE backend_type IN ('adstream consumer', 'adstream producer')"
 						  " AND datname = pg_catalog.current_database()",
-						  false, 0), "stale consumer cleanup");
+						  false, 0), "stale worker cleanup");
 	return (int) SPI_processed;
 }
 
@@ -199,7 +211,7 @@ adstream_store_start_offsets(int32 pipeline_id, const char *topic, const int32 *
 	args[2] = PointerGetDatum(construct_array(p, n, INT4OID, 4, true, TYPALIGN_INT));
 	args[3] = PointerGetDatum(construct_array(o, n, INT8OID, 8, FLOAT8PASSBYVAL,
 											  TYPALIGN_DOUBLE));
-	check_spi(SPI_execute_with_args("INSERT INTO adstream.consumed_offset"
+	adstream_check_spi(SPI_execute_with_args("INSERT INTO adstream.consumed_offset"
 									" (pipeline_id, topic, partition, next_offset)"
 									" SELECT $1, $2, u.p, u.o FROM unnest($3, $4) AS u(p, o)"
 									" ON CONFLICT (pipeline_id, topic, partition) DO NOTHING",
@@ -215,7 +227,7 @@ adstream_fold(int max_rows)
 	bool		isnull;
 
 	args[0] = Int32GetDatum(max_rows);
-	check_spi(SPI_execute_with_args("SELECT adstream.fold_minute_stats($1)",
+	adstream_check_spi(SPI_execute_with_args("SELECT adstream.fold_minute_stats($1)",
 									1, argtypes, args, NULL, false, 1), "fold");
 	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
 									   1, &isnull));

@@ -92,9 +92,19 @@ extern void adstream_store_start_offsets(int32 pipeline_id, const char *topic,
 extern int64 adstream_fold(int max_rows);
 
 /*
- * Terminate consumer workers of this database left from an earlier
- * launcher; returns how many are still running.
+ * Terminate consumer and producer workers of this database left from an
+ * earlier launcher; returns how many are still running.
  */
-extern int	adstream_terminate_stale_consumers(void);
+extern int	adstream_terminate_stale_workers(void);
+
+/* Raise an error naming what failed if an SPI call returned an error code. */
+extern void adstream_check_spi(int rc, const char *what);
+
+/*
+ * Run sql (returning key and value text columns, with $1 the int4 id) and
+ * copy the rows into *names and *values, allocated in mcxt.
+ */
+extern void adstream_load_properties(const char *sql, int32 id, int *n, char ***names,
+									 char ***values, MemoryContext mcxt);
 
 #endif							/* ADSTREAM_SOURCE_H */

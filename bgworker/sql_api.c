@@ -25,12 +25,15 @@
 #include "core.h"
 #include "event_key.h"
 #include "kafka.h"
+#include "kafka_out.h"
 #include "status.h"
 
 PG_FUNCTION_INFO_V1(adstream_ingest);
 PG_FUNCTION_INFO_V1(adstream_check_kafka_properties);
 PG_FUNCTION_INFO_V1(adstream_worker_status);
 PG_FUNCTION_INFO_V1(adstream_window_uuid);
+PG_FUNCTION_INFO_V1(adstream_sink_status);
+PG_FUNCTION_INFO_V1(adstream_wake_sinks);
 
 /* Deconstruct a one-dimensional array argument; n is its length. */
 static void
@@ -176,14 +179,17 @@ adstream_ingest(PG_FUNCTION_ARGS)
 }
 
 /*
- * adstream._check_kafka_properties(properties jsonb): every key of the
- * object is a librdkafka consumer property, every value a string, number
- * or boolean that librdkafka accepts for it.  Errors name the property.
+ * adstream._check_kafka_properties(properties jsonb, for_producer bool):
+ * every key of the object is a librdkafka property (of a consumer, or of
+ * a sink's producer) that adstream does not set itself, every value a
+ * string, number or boolean that librdkafka accepts for it.  Errors name
+ * the property.
  */
 Datum
 adstream_check_kafka_properties(PG_FUNCTION_ARGS)
 {
 	Jsonb	   *props = PG_GETARG_JSONB_P(0);
+	bool		for_producer = PG_NARGS() > 1 && PG_GETARG_BOOL(1);
 	JsonbIterator *it;
 	JsonbValue	v;
 	JsonbIteratorToken tok;
@@ -239,7 +245,9 @@ adstream_check_kafka_properties(PG_FUNCTION_ARGS)
 						 errmsg("Kafka property \"%s\" must be a string, number or boolean",
 								name)));
 		}
-		if (!adstream_kafka_check_property(name, value, err, sizeof(err)))
+		if (!(for_producer ?
+			  adstream_kafka_check_producer_property(name, value, err, sizeof(err)) :
+			  adstream_kafka_check_property(name, value, err, sizeof(err))))
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("invalid Kafka property \"%s\": %s", name, err)));
@@ -264,8 +272,8 @@ adstream_worker_status(PG_FUNCTION_ARGS)
 	for (int i = 0; i < n; i++)
 	{
 		AdstreamWorkerStatus *w = &ws[i];
-		int			p50 = adstream_status_latency_quantile(w, 0.50);
-		int			p99 = adstream_status_latency_quantile(w, 0.99);
+		int			p50 = adstream_status_latency_quantile(&w->latency, 0.50);
+		int			p99 = adstream_status_latency_quantile(&w->latency, 0.99);
 		int			owned = 0;
 
 		for (int p = 0; p < w->nparts; p++)
@@ -336,4 +344,63 @@ adstream_window_uuid(PG_FUNCTION_ARGS)
 	unix_ms = unix_ms >= 0 ? unix_ms / 1000 : -((-unix_ms + 999) / 1000);
 	adstream_window_key(region, ad_id, unix_ms, out->data);
 	PG_RETURN_UUID_P(out);
+}
+
+/*
+ * adstream._sink_status(): what the producer workers report, one row per
+ * sink that has had a worker since the server started.  No rows when
+ * adstream is not preloaded.
+ */
+Datum
+adstream_sink_status(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	int			n;
+	AdstreamSinkStatus *ss;
+
+	InitMaterializedSRF(fcinfo, 0);
+	ss = adstream_sink_status_snapshot(&n);
+	for (int i = 0; i < n; i++)
+	{
+		AdstreamSinkStatus *s = &ss[i];
+		int			p50 = adstream_status_latency_quantile(&s->latency, 0.50);
+		int			p99 = adstream_status_latency_quantile(&s->latency, 0.99);
+		Datum		values[15];
+		bool		nulls[15] = {0};
+
+		values[0] = Int32GetDatum(s->sink_id);
+		values[1] = Int64GetDatum(s->version);
+		values[2] = Int32GetDatum(s->pid);
+		nulls[2] = s->pid == 0;
+		values[3] = CStringGetTextDatum(s->state);
+		values[4] = TimestampTzGetDatum(s->started_at);
+		values[5] = Int64GetDatum(s->transactions);
+		values[6] = Int64GetDatum(s->aborted);
+		values[7] = Int64GetDatum(s->fenced);
+		values[8] = Int64GetDatum(s->records);
+		values[9] = Int64GetDatum(s->sent_id);
+		values[10] = TimestampTzGetDatum(s->last_commit);
+		nulls[10] = s->last_commit == 0;
+		values[11] = CStringGetTextDatum(s->last_error);
+		nulls[11] = s->last_error[0] == '\0';
+		values[12] = TimestampTzGetDatum(s->last_error_at);
+		nulls[12] = s->last_error_at == 0;
+		values[13] = Int32GetDatum(p50);
+		nulls[13] = p50 < 0;
+		values[14] = Int32GetDatum(p99);
+		nulls[14] = p99 < 0;
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
+}
+
+/*
+ * adstream._wake_sinks(): wake the producer workers when the calling
+ * transaction commits (it wrote outbox rows).
+ */
+Datum
+adstream_wake_sinks(PG_FUNCTION_ARGS)
+{
+	adstream_wake_sinks_at_commit();
+	PG_RETURN_VOID();
 }

@@ -1,8 +1,10 @@
 /*-------------------------------------------------------------------------
  *
  * status.h
- *	  What the consumer workers report about themselves, in shared memory
- *	  (adstream must be preloaded), for the adstream.pipeline_status view.
+ *	  What the consumer and producer workers report about themselves, in
+ *	  shared memory (adstream must be preloaded), for the
+ *	  adstream.pipeline_status and adstream.sink_status views; and the
+ *	  producers' wake-up when outbox rows commit.
  *
  *-------------------------------------------------------------------------
  */
@@ -18,6 +20,16 @@
 #define ADSTREAM_STATUS_SLOTS 64		/* pipelines with a worker */
 #define ADSTREAM_STATUS_PARTITIONS 256	/* end offsets kept per pipeline */
 #define ADSTREAM_LATENCY_BUCKETS 2001	/* 1 ms each; the last is >= 2 s */
+
+/*
+ * Latencies in 1 ms buckets, halved every minute so that the percentiles
+ * follow the recent past.
+ */
+typedef struct AdstreamLatency
+{
+	int64		buckets[ADSTREAM_LATENCY_BUCKETS];
+	TimestampTz decayed_at;
+} AdstreamLatency;
 
 typedef struct AdstreamWorkerStatus
 {
@@ -39,13 +51,30 @@ typedef struct AdstreamWorkerStatus
 	int			nparts;
 	int64		end_offset[ADSTREAM_STATUS_PARTITIONS]; /* -1 unknown, -2 not ours */
 
-	/*
-	 * Kafka timestamp to commit, per message, in 1 ms buckets; halved every
-	 * minute so that the percentiles follow the recent past.
-	 */
-	int64		latency[ADSTREAM_LATENCY_BUCKETS];
-	TimestampTz latency_decayed_at;
+	AdstreamLatency latency;	/* Kafka timestamp to commit, per message */
 } AdstreamWorkerStatus;
+
+#define ADSTREAM_SINK_SLOTS 64
+
+/* What a producer worker reports, for the adstream.sink_status view. */
+typedef struct AdstreamSinkStatus
+{
+	int32		sink_id;		/* 0: free slot */
+	int64		version;		/* of the sink, as the worker started */
+	int			pid;			/* 0: no worker running */
+	struct PGPROC *proc;		/* whose latch wakes the worker */
+	char		state[32];
+	TimestampTz started_at;
+	int64		transactions;	/* committed; counters since the server started */
+	int64		aborted;		/* transactions aborted and sent again */
+	int64		records;		/* records in committed transactions */
+	int64		fenced;			/* times a newer producer fenced this sink's */
+	int64		sent_id;		/* last outbox id committed to Kafka */
+	TimestampTz last_commit;	/* 0 if none */
+	char		last_error[256];
+	TimestampTz last_error_at;	/* 0 if none */
+	AdstreamLatency latency;	/* outbox row written to Kafka commit */
+} AdstreamSinkStatus;
 
 /* Shared memory hooks; from _PG_init when preloaded. */
 extern void adstream_status_init(void);
@@ -61,12 +90,11 @@ extern AdstreamWorkerStatus *adstream_status_attach(int32 pipeline_id, int worke
 extern void adstream_status_state(AdstreamWorkerStatus *ws, const char *state);
 extern void adstream_status_batch(AdstreamWorkerStatus *ws, int messages,
 								  const AdstreamBatchResult *res);
-/* Record the commit latencies (milliseconds) of a batch's messages. */
-extern void adstream_status_latencies(AdstreamWorkerStatus *ws,
-									  const int64 *latency_ms, int n);
+/* Record latencies (milliseconds) into a histogram of a status slot. */
+extern void adstream_status_latencies(AdstreamLatency *lat, const int64 *latency_ms, int n);
 
 /* The latency (ms, a bucket's upper bound) below which fraction q fall; -1 if none. */
-extern int	adstream_status_latency_quantile(const AdstreamWorkerStatus *ws, double q);
+extern int	adstream_status_latency_quantile(const AdstreamLatency *lat, double q);
 
 extern void adstream_status_error(AdstreamWorkerStatus *ws, const char *error);
 extern void adstream_status_end_offsets(AdstreamWorkerStatus *ws, int nparts,
@@ -77,5 +105,23 @@ extern void adstream_status_end_offsets(AdstreamWorkerStatus *ws, int nparts,
  * Returns NULL (n = 0) when adstream is not preloaded.
  */
 extern AdstreamWorkerStatus *adstream_status_snapshot(int *n);
+
+/* The producer worker of a sink: its slot (NULL if none is free). */
+extern AdstreamSinkStatus *adstream_sink_status_attach(int32 sink_id, int64 version);
+extern void adstream_sink_status_state(AdstreamSinkStatus *ss, const char *state);
+extern void adstream_sink_status_error(AdstreamSinkStatus *ss, const char *error);
+
+/* A transaction committed (records in it, the last outbox id) or aborted. */
+extern void adstream_sink_status_commit(AdstreamSinkStatus *ss, int records, int64 sent_id);
+extern void adstream_sink_status_abort(AdstreamSinkStatus *ss, bool fenced);
+
+/* A copy of every used sink slot; *n is their number (0 if not preloaded). */
+extern AdstreamSinkStatus *adstream_sink_status_snapshot(int *n);
+
+/*
+ * Wake every producer worker when the current transaction commits: it wrote
+ * outbox rows.  Nothing happens if it aborts, or without shared memory.
+ */
+extern void adstream_wake_sinks_at_commit(void);
 
 #endif							/* ADSTREAM_STATUS_H */

@@ -65,13 +65,15 @@ run_tap_suite concurrent concurrent/ bash tests/concurrent_ingest.sh
 
 # 4. Kafka end to end, through the embedded Kafka: a clean run, a run whose
 #    consumer worker is killed with SIGKILL 20 times, and a run with broker,
-#    request and PostgreSQL faults
+#    request and PostgreSQL faults; then the exactly-once output of a sink,
+#    its producer stopped at each failure point, killed and cut off
 echo "# Kafka"
 run_tap_suite kafka kafka/ bash tests/kafka_stream.sh
 run_tap_suite kafka-2-workers kafka-2-workers/ bash tests/kafka_stream.sh --workers 2
 run_tap_suite kafka-kill kafka-kill/ bash tests/kafka_kill.sh
 run_tap_suite kafka-faults kafka-faults/ bash tests/kafka_faults.sh
 run_tap_suite kafka-positions kafka-positions/ bash tests/kafka_positions.sh
+run_tap_suite kafka-output kafka-output/ bash tests/kafka_output.sh
 # (against a real broker only; skipped unless ADSTREAM_TEST_BOOTSTRAP is set)
 run_tap_suite read-committed read-committed/ bash tests/kafka_read_committed.sh
 

@@ -178,30 +178,10 @@ SELECT CASE WHEN count(*) = (SELECT count(*) FROM truth WHERE status = 'rejected
 SQL
 expected_ok=9
 if [ "$emit" = changes ]; then
-	"${psql_cmd[@]}" -t -A >>"$work/check.txt" <<'SQL'
+	"${psql_cmd[@]}" -t -A >>"$work/check.txt" <<SQL
 CREATE TEMP TABLE records AS
 SELECT record_uuid, version, payload::jsonb AS r FROM adstream.outbox;
-SELECT CASE WHEN count(*) = count(DISTINCT (record_uuid, version)) AND count(*) > 0
-            THEN 'ok' ELSE 'not ok' END || ' - output records: each (record, version) once (' || count(*) || ' records)'
-  FROM records;
-SELECT CASE WHEN bool_and(n = maxv AND minv = 1) THEN 'ok' ELSE 'not ok' END
-       || ' - output records: the versions of each record are 1..n'
-  FROM (SELECT record_uuid, count(*) n, min(version) minv, max(version) maxv
-          FROM records GROUP BY record_uuid) v;
-SELECT CASE WHEN count(*) = 0 THEN 'ok' ELSE 'not ok' END
-       || ' - output records: latest totals and summed deltas equal ground truth per (ad, minute)'
-  FROM ((SELECT ad_id, window_start, impressions, clicks, spend_micros,
-                impressions, clicks, spend_micros FROM expected_agg)
-        EXCEPT
-        (SELECT l.r ->> 'ad_id', (l.r ->> 'window_start')::timestamptz,
-                (l.r ->> 'impressions')::bigint, (l.r ->> 'clicks')::bigint,
-                (l.r ->> 'spend_micros')::bigint, d.i, d.c, d.s
-           FROM (SELECT DISTINCT ON (record_uuid) record_uuid, r FROM records
-                  ORDER BY record_uuid, version DESC) l
-           JOIN (SELECT record_uuid, sum((r ->> 'delta_impressions')::bigint) i,
-                        sum((r ->> 'delta_clicks')::bigint) c,
-                        sum((r ->> 'delta_spend_micros')::bigint) s
-                   FROM records GROUP BY record_uuid) d USING (record_uuid))) x;
+\\i $src/tests/lib/record_checks.sql
 SQL
 	expected_ok=12
 fi
