@@ -196,6 +196,33 @@ adstream_kafka_txn_send(AdstreamKafkaProducer *p, const char *topic, int32_t par
 	}
 }
 
+bool
+adstream_kafka_producer_warm(AdstreamKafkaProducer *p, const char *topic, int timeout_ms,
+							 char *err, size_t errlen)
+{
+	rd_kafka_topic_t *rkt = rd_kafka_topic_new(p->rk, topic, NULL);
+	const struct rd_kafka_metadata *md = NULL;
+	rd_kafka_resp_err_t e;
+
+	if (rkt == NULL)
+	{
+		snprintf(err, errlen, "%s", rd_kafka_err2str(rd_kafka_last_error()));
+		return false;
+	}
+	e = rd_kafka_metadata(p->rk, 0, rkt, &md, timeout_ms);
+	if (e == RD_KAFKA_RESP_ERR_NO_ERROR && md->topic_cnt == 1 && md->topics[0].err)
+		e = md->topics[0].err;
+	if (md != NULL)
+		rd_kafka_metadata_destroy(md);
+	rd_kafka_topic_destroy(rkt);
+	if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
+	{
+		snprintf(err, errlen, "topic \"%s\": %s", topic, rd_kafka_err2str(e));
+		return false;
+	}
+	return true;
+}
+
 void
 adstream_kafka_txn_flush(AdstreamKafkaProducer *p, int timeout_ms)
 {

@@ -80,6 +80,14 @@ extern AdstreamTxnResult adstream_kafka_txn_send(AdstreamKafkaProducer *p, const
 												 int nheaders, int timeout_ms,
 												 char *err, size_t errlen);
 
+/*
+ * Learn a topic's partitions and leaders now, so that the first
+ * transaction that writes to it does not wait for them.  False with a
+ * message in err if the broker did not answer within timeout_ms.
+ */
+extern bool adstream_kafka_producer_warm(AdstreamKafkaProducer *p, const char *topic,
+										 int timeout_ms, char *err, size_t errlen);
+
 /* Wait until every queued record has reached the broker (tests' failure points). */
 extern void adstream_kafka_txn_flush(AdstreamKafkaProducer *p, int timeout_ms);
 extern AdstreamTxnResult adstream_kafka_txn_commit(AdstreamKafkaProducer *p, int timeout_ms,

@@ -180,6 +180,12 @@ start_sink(Producer *pr)
 		adstream_sink_status_error(pr->status, err);
 		CHECK_FOR_INTERRUPTS();
 	}
+	/* topics known up front: the first transaction need not wait for them */
+	if (!adstream_kafka_producer_warm(pr->kafka, pr->sink.topic, PROGRESS_TIMEOUT_MS,
+									  err, sizeof(err)) ||
+		!adstream_kafka_producer_warm(pr->kafka, pr->sink.progress_topic, PROGRESS_TIMEOUT_MS,
+									  err, sizeof(err)))
+		fail(pr, "reading topic metadata", err);
 	adstream_sink_status_state(pr->status, "reading progress");
 	rc = adstream_kafka_read_progress(pr->sink.bootstrap_servers,
 									  (const char *const *) pr->sink.prop_names,

@@ -5,6 +5,14 @@
  * --committed N events (ids txn-commit-<i>) in one that commits.
  *
  *   txnproduce --bootstrap SERVERS --topic NAME [--aborted N] [--committed N]
+ *
+ * It is also the baseline of the output benchmark: with --records FILE it
+ * sends every line of FILE (COPY text: key, tab, value) as a keyed record
+ * (murmur2_random, three small headers, as adstream's producer does), in
+ * transactions of --batch N records (default 10000), and prints the
+ * elapsed seconds and the rate.
+ *
+ *   txnproduce --bootstrap SERVERS --topic NAME --records FILE [--batch N]
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,11 +58,126 @@ produce_events(rd_kafka_t *rk, const char *topic, const char *kind, int n)
     return 0;
 }
 
+static double
+now_seconds(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* Undo COPY text escaping of one field, in place; returns its length. */
+static size_t
+copy_unescape(char *s)
+{
+    char *out = s;
+
+    for (char *in = s; *in; in++)
+    {
+        if (*in == '\\' && in[1])
+        {
+            in++;
+            *out++ = *in == 't' ? '\t' : *in == 'n' ? '\n' : *in == 'r' ? '\r' : *in;
+        }
+        else
+            *out++ = *in;
+    }
+    *out = '\0';
+    return (size_t) (out - s);
+}
+
+/* The baseline: every line of path, in transactions of batch records. */
+static int
+produce_file(rd_kafka_t *rk, const char *topic, const char *path, int batch)
+{
+    FILE *f = fopen(path, "r");
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t got;
+    long n = 0;
+    int in_txn = 0;
+    double t0;
+    rd_kafka_error_t *error;
+
+    if (f == NULL)
+    {
+        perror(path);
+        return 1;
+    }
+    {
+        /* learn the topic first, as adstream's producer does before timing starts */
+        rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
+        const struct rd_kafka_metadata *md = NULL;
+
+        if (rd_kafka_metadata(rk, 0, rkt, &md, 10000) == RD_KAFKA_RESP_ERR_NO_ERROR)
+            rd_kafka_metadata_destroy(md);
+        rd_kafka_topic_destroy(rkt);
+    }
+    t0 = now_seconds();
+    while ((got = getline(&line, &cap, f)) > 0)
+    {
+        char *tab = strchr(line, '\t');
+        size_t klen;
+        size_t vlen;
+        char seq[24];
+        rd_kafka_resp_err_t e;
+
+        if (line[got - 1] == '\n')
+            line[got - 1] = '\0';
+        if (tab == NULL)
+            continue;
+        *tab = '\0';
+        klen = copy_unescape(line);
+        vlen = copy_unescape(tab + 1);
+        if (!in_txn)
+        {
+            if ((error = rd_kafka_begin_transaction(rk)))
+                return fail("begin_transaction", error);
+            in_txn = 1;
+        }
+        snprintf(seq, sizeof(seq), "%ld", n);
+        do
+        {
+            e = rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic),
+                                  RD_KAFKA_V_KEY(line, klen),
+                                  RD_KAFKA_V_VALUE(tab + 1, vlen),
+                                  RD_KAFKA_V_HEADER("adstream.version", "1", -1),
+                                  RD_KAFKA_V_HEADER("adstream.outbox_id", seq, -1),
+                                  RD_KAFKA_V_HEADER("adstream.txn", "baseline", -1),
+                                  RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                  RD_KAFKA_V_END);
+            if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL)
+                rd_kafka_poll(rk, 10);
+        } while (e == RD_KAFKA_RESP_ERR__QUEUE_FULL);
+        if (e)
+        {
+            fprintf(stderr, "txnproduce: produce: %s\n", rd_kafka_err2str(e));
+            return 1;
+        }
+        if (++n % batch == 0)
+        {
+            if ((error = rd_kafka_commit_transaction(rk, 30000)))
+                return fail("commit_transaction", error);
+            in_txn = 0;
+        }
+    }
+    if (in_txn && (error = rd_kafka_commit_transaction(rk, 30000)))
+        return fail("commit_transaction", error);
+    printf("txnproduce: %ld records in %.3f s, %.0f records/s\n", n, now_seconds() - t0,
+           n / (now_seconds() - t0));
+    free(line);
+    fclose(f);
+    return 0;
+}
+
 int
 main(int argc, char **argv)
 {
     const char *bootstrap = NULL;
     const char *topic = NULL;
+    const char *records = NULL;
+    int batch = 10000;
     int aborted = 100;
     int committed = 100;
     char err[512];
@@ -73,16 +196,22 @@ main(int argc, char **argv)
             aborted = atoi(argv[i + 1]);
         else if (strcmp(argv[i], "--committed") == 0)
             committed = atoi(argv[i + 1]);
+        else if (strcmp(argv[i], "--records") == 0)
+            records = argv[i + 1];
+        else if (strcmp(argv[i], "--batch") == 0)
+            batch = atoi(argv[i + 1]);
     }
-    if (bootstrap == NULL || topic == NULL)
+    if (bootstrap == NULL || topic == NULL || batch < 1)
     {
-        fprintf(stderr, "usage: txnproduce --bootstrap SERVERS --topic NAME [--aborted N] [--committed N]\n");
+        fprintf(stderr, "usage: txnproduce --bootstrap SERVERS --topic NAME [--aborted N] [--committed N]\n"
+                "       txnproduce --bootstrap SERVERS --topic NAME --records FILE [--batch N]\n");
         return 2;
     }
     snprintf(txn_id, sizeof(txn_id), "adstream-test-%ld", (long) time(NULL));
     conf = rd_kafka_conf_new();
     if (rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap, err, sizeof(err)) ||
-        rd_kafka_conf_set(conf, "transactional.id", txn_id, err, sizeof(err)))
+        rd_kafka_conf_set(conf, "transactional.id", txn_id, err, sizeof(err)) ||
+        rd_kafka_conf_set(conf, "partitioner", "murmur2_random", err, sizeof(err)))
     {
         fprintf(stderr, "txnproduce: %s\n", err);
         return 2;
@@ -95,6 +224,13 @@ main(int argc, char **argv)
     }
     if ((error = rd_kafka_init_transactions(rk, 30000)))
         return fail("init_transactions", error);
+    if (records != NULL)
+    {
+        int rc = produce_file(rk, topic, records, batch);
+
+        rd_kafka_destroy(rk);
+        return rc;
+    }
 
     if ((error = rd_kafka_begin_transaction(rk)))
         return fail("begin_transaction", error);
