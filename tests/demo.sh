@@ -46,7 +46,7 @@ trap 'stop_all; exit 0' INT TERM
 trap stop_all EXIT
 
 echo "demo: starting the embedded Kafka and PostgreSQL in $work"
-adstream_kafka_start "$work" ad-events:4 || { echo "demo: the embedded Kafka did not start" >&2; exit 1; }
+adstream_kafka_start "$work" ad-events:4 ad-minute-stats:4 adstream-progress:1 || { echo "demo: the embedded Kafka did not start" >&2; exit 1; }
 adstream_pg_start "$work/pg" "$port" "adstream.database = 'postgres'" ||
 	{ echo "demo: PostgreSQL did not start" >&2; exit 1; }
 psql_cmd=(psql -X -q -h "$work/pg" -p "$port" -U postgres -d postgres -v ON_ERROR_STOP=1)
@@ -57,6 +57,7 @@ SELECT adstream.create_pipeline('demo', topic => 'ad-events', max_message_bytes 
        region => 'demo', emit_mode => 'changes',
        bootstrap_servers => '$(cat "$work/bootstrap")',
        kafka_properties => '{"fetch.wait.max.ms": 50}', batch_time => '200 ms');
+SELECT adstream.create_sink('demo', 'pinot', topic => 'ad-minute-stats');
 SQL
 
 "$src/tests/kafka/adproduce" --events 1000000000 --partitions 4 --topic ad-events \
@@ -65,7 +66,8 @@ producer=$!
 
 cat <<EOF
 demo: producing $rate ad events per second to topic ad-events (about 5% duplicates,
-      1% invalid, 2% late); adstream's consumer worker applies them exactly once.
+      1% invalid, 2% late); adstream's consumer worker applies them exactly once,
+      and its producer worker sends each minute's changes to topic ad-minute-stats.
 demo: connect while it runs:  psql -h $work/pg -p $port -U postgres
 demo: Ctrl-C stops everything.
 EOF
@@ -78,13 +80,16 @@ while :; do
 	read -r accepted lag state < <("${psql_cmd[@]}" -t -A -F ' ' -c "
 		SELECT coalesce(max(accepted), 0), coalesce(sum(lag), 0), coalesce(max(worker_state), '-')
 		  FROM adstream.pipeline_status WHERE pipeline = 'demo'")
-	records=$("${psql_cmd[@]}" -t -A -c "SELECT count(*) FROM adstream.outbox")
+	read -r records txns backlog sink_state < <("${psql_cmd[@]}" -t -A -F ' ' -c "
+		SELECT coalesce(records, 0), coalesce(transactions, 0), backlog, worker_state
+		  FROM adstream.sink_status WHERE pipeline = 'demo'")
 	rate_now=$(awk -v a="$accepted" -v b="$last_accepted" -v t1="$now" -v t0="$last_time" \
 		'BEGIN { printf "%.0f", (a - b) / (t1 - t0) }')
 	last_accepted=$accepted
 	last_time=$now
 	clear 2>/dev/null || printf '\033[2J\033[H'
-	echo "adstream demo  $(date -u '+%H:%M:%S') UTC   worker: $state   accepted events/s: $rate_now   lag: $lag messages   output records: $records"
+	echo "adstream demo  $(date -u '+%H:%M:%S') UTC   consumer: $state   accepted events/s: $rate_now   lag: $lag messages"
+	echo "output topic ad-minute-stats   producer: $sink_state   records sent: $records in $txns Kafka transactions   backlog: $backlog"
 	echo "psql -h $work/pg -p $port -U postgres      Ctrl-C stops the demo"
 	echo
 	"${psql_cmd[@]}" -c "

@@ -15,7 +15,7 @@ leader=$!
 shown=0
 for _ in $(seq 1 600); do
 	if grep -q "accepted events/s" "$out" && grep -q "^ ad-[0-9]" "$out" &&
-		grep -q "output records: [1-9]" "$out" &&
+		grep -q "records sent: [1-9][0-9]* in [1-9]" "$out" &&
 		grep -q "dead_letter\|reason" "$out"; then
 		shown=1
 		break
@@ -24,9 +24,9 @@ for _ in $(seq 1 600); do
 	sleep 0.1
 done
 if [ "$shown" -eq 1 ]; then
-	echo "ok - the demo shows live per-ad minutes, output records and dead letters"
+	echo "ok - the demo shows live per-ad minutes, output records sent to Kafka and dead letters"
 else
-	echo "not ok - the demo shows live per-ad minutes, output records and dead letters"
+	echo "not ok - the demo shows live per-ad minutes, output records sent to Kafka and dead letters"
 	sed 's/^/#   /' "$out" | tail -30
 fi
 
