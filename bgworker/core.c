@@ -95,6 +95,8 @@ typedef struct PartState
 	int32		partition;
 	int64		first_offset;	/* lowest offset in the batch */
 	int64		next_offset;	/* stored, then advanced as messages apply */
+	bool		has_event_time;
+	TimestampTz max_event_time; /* of the batch's valid events (watermark) */
 } PartState;
 
 /* Prepared statements, planned once per backend. */
@@ -149,10 +151,11 @@ static const StmtDef stmt_defs[NUM_STMTS] = {
 	},
 	[STMT_OFFSETS_SAVE] = {
 		"UPDATE adstream.consumed_offset AS o"
-		" SET next_offset = greatest(o.next_offset, u.n), updated_at = now()"
-		" FROM unnest($2::text[], $3::int4[], $4::int8[]) AS u(t, p, n)"
+		" SET next_offset = greatest(o.next_offset, u.n), updated_at = now(),"
+		" max_event_time = greatest(o.max_event_time, u.m)"
+		" FROM unnest($2::text[], $3::int4[], $4::int8[], $5::timestamptz[]) AS u(t, p, n, m)"
 		" WHERE o.pipeline_id = $1 AND o.topic = u.t COLLATE \"C\" AND o.partition = u.p",
-		4, {INT4OID, TEXTARRAYOID, INT4ARRAYOID, INT8ARRAYOID}
+		5, {INT4OID, TEXTARRAYOID, INT4ARRAYOID, INT8ARRAYOID, TIMESTAMPTZARRAYOID}
 	},
 	[STMT_DEAD_LETTER] = {
 		"INSERT INTO adstream.dead_letter (pipeline_id, topic, partition, \"offset\","
@@ -324,6 +327,7 @@ lock_offsets(const AdstreamPipeline *pl, const AdstreamMessage *msgs, int n,
 		partnums[i] = Int32GetDatum(parts[i].partition);
 		firsts[i] = Int64GetDatum(parts[i].first_offset);
 		parts[i].next_offset = 0;
+		parts[i].has_event_time = false;
 	}
 	values[0] = Int32GetDatum(pl->id);
 	values[1] = make_array(topics, NULL, nparts, TEXTOID);
@@ -366,25 +370,30 @@ lock_offsets(const AdstreamPipeline *pl, const AdstreamMessage *msgs, int n,
 	return parts;
 }
 
-/* Step 7: store the advanced offsets. */
+/* Step 7: store the advanced offsets, and the partitions' latest event times. */
 static void
 save_offsets(const AdstreamPipeline *pl, PartState *parts, int nparts)
 {
-	Datum		values[4];
+	Datum		values[5];
 	Datum	   *topics = palloc(sizeof(Datum) * nparts);
 	Datum	   *partnums = palloc(sizeof(Datum) * nparts);
 	Datum	   *nexts = palloc(sizeof(Datum) * nparts);
+	Datum	   *times = palloc(sizeof(Datum) * nparts);
+	bool	   *no_time = palloc(sizeof(bool) * nparts);
 
 	for (int i = 0; i < nparts; i++)
 	{
 		topics[i] = CStringGetTextDatum(parts[i].topic);
 		partnums[i] = Int32GetDatum(parts[i].partition);
 		nexts[i] = Int64GetDatum(parts[i].next_offset);
+		times[i] = TimestampTzGetDatum(parts[i].max_event_time);
+		no_time[i] = !parts[i].has_event_time;
 	}
 	values[0] = Int32GetDatum(pl->id);
 	values[1] = make_array(topics, NULL, nparts, TEXTOID);
 	values[2] = make_array(partnums, NULL, nparts, INT4OID);
 	values[3] = make_array(nexts, NULL, nparts, INT8OID);
+	values[4] = make_array(times, no_time, nparts, TIMESTAMPTZOID);
 	run_stmt(STMT_OFFSETS_SAVE, values, NULL);
 }
 
@@ -721,6 +730,15 @@ adstream_process_batch(const AdstreamPipeline *pl, const AdstreamMessage *msgs,
 			st[i].reason = r;
 			nrejected++;
 			continue;
+		}
+		if (msgs[i].topic != NULL)
+		{
+			/* the partition's event time, for the watermark of final mode */
+			PartState  *p = find_part(parts, nparts, msgs[i].topic, msgs[i].partition);
+
+			if (!p->has_event_time || st[i].event.event_time > p->max_event_time)
+				p->max_event_time = st[i].event.event_time;
+			p->has_event_time = true;
 		}
 		valid[nvalid++] = i;
 	}

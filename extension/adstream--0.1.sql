@@ -59,7 +59,9 @@ CREATE TABLE adstream.pipeline (
 	region				text COLLATE "C" NOT NULL DEFAULT 'default'
 						CHECK (region ~ '^[A-Za-z0-9_.-]{1,63}$'),
 	emit_mode			text NOT NULL DEFAULT 'none'
-						CHECK (emit_mode IN ('none', 'changes')),
+						CHECK (emit_mode IN ('none', 'changes', 'final')),
+	allowed_lateness	interval NOT NULL DEFAULT '10 seconds',
+	idle_timeout		interval NOT NULL DEFAULT '1 minute',
 	created_at			timestamptz NOT NULL DEFAULT now(),
 	updated_at			timestamptz NOT NULL DEFAULT now(),
 	CHECK (dedup_horizon >= max_event_age),
@@ -93,7 +95,11 @@ COMMENT ON COLUMN adstream.pipeline.workers IS
 COMMENT ON COLUMN adstream.pipeline.region IS
 	'The region this pipeline runs in; part of every output record''s UUID, so that two regions'' records of one window never collide. Set at creation.';
 COMMENT ON COLUMN adstream.pipeline.emit_mode IS
-	'none: no output records; changes: each fold writes a new version of every window it changed to adstream.outbox.';
+	'none: no output records; changes: each fold writes a new version of every window it changed to adstream.outbox; final: one record when the window closes (the watermark passes its end), then a correction version for late events.';
+COMMENT ON COLUMN adstream.pipeline.allowed_lateness IS
+	'emit_mode final: how far behind the latest event time the watermark trails, i.e. how long a window waits for late events before it closes.';
+COMMENT ON COLUMN adstream.pipeline.idle_timeout IS
+	'emit_mode final: a partition without messages for this long no longer holds the watermark back.';
 COMMENT ON COLUMN adstream.pipeline.enabled IS
 	'Whether the launcher runs a consumer worker for it (it needs a topic too).';
 COMMENT ON COLUMN adstream.pipeline.max_message_bytes IS
@@ -108,9 +114,12 @@ CREATE TABLE adstream.consumed_offset (
 	topic		text COLLATE "C" NOT NULL,
 	partition	integer NOT NULL CHECK (partition >= 0),
 	next_offset	bigint NOT NULL CHECK (next_offset >= 0),
+	max_event_time timestamptz,
 	updated_at	timestamptz NOT NULL DEFAULT now(),
 	PRIMARY KEY (pipeline_id, topic, partition)
 );
+COMMENT ON COLUMN adstream.consumed_offset.max_event_time IS
+	'The latest event time of a valid message from this partition: the partition''s event-time progress, from which emit_mode final computes the pipeline''s watermark. updated_at tells when the partition last had messages (idle_timeout).';
 COMMENT ON TABLE adstream.consumed_offset IS
 	'Next Kafka offset to read per pipeline, topic and partition, committed in the same transaction as the data its messages produced. Messages below it were already applied and are skipped.';
 
@@ -162,9 +171,14 @@ CREATE TABLE adstream.minute_stat (
 	emitted_delta_impressions bigint NOT NULL DEFAULT 0,
 	emitted_delta_clicks bigint NOT NULL DEFAULT 0,
 	emitted_delta_spend_micros bigint NOT NULL DEFAULT 0,
+	pending			boolean NOT NULL DEFAULT false,
 	updated_at		timestamptz NOT NULL DEFAULT now(),
 	PRIMARY KEY (pipeline_id, window_start, ad_id)
 ) WITH (fillfactor = 70);
+CREATE INDEX minute_stat_pending_idx ON adstream.minute_stat (pipeline_id, window_start)
+	WHERE pending;
+COMMENT ON COLUMN adstream.minute_stat.pending IS
+	'emit_mode final: the window changed since its latest output record; it is emitted once the pipeline''s watermark passes its end.';
 COMMENT ON COLUMN adstream.minute_stat.emitted_version IS
 	'Version of the window''s latest output record (0: none yet). emitted_impressions, emitted_clicks and emitted_spend_micros are the totals it carried, so the next record''s deltas are exactly what changed since; emitted_delta_* are the deltas it carried.';
 COMMENT ON TABLE adstream.minute_stat IS
@@ -391,22 +405,34 @@ $$;
 COMMENT ON FUNCTION adstream._check_source(text, text, text, jsonb, integer, interval, integer) IS
 	'Internal: validates the Kafka source options of a pipeline, raising invalid_parameter_value with the offending option named.';
 
-CREATE FUNCTION adstream._check_emit_mode(emit_mode text)
+CREATE FUNCTION adstream._check_emit_mode(emit_mode text, allowed_lateness interval,
+										  idle_timeout interval)
 RETURNS void
 LANGUAGE plpgsql
 IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-	IF emit_mode IS NULL OR emit_mode NOT IN ('none', 'changes') THEN
-		RAISE EXCEPTION 'option "emit_mode" must be none or changes: %',
+	IF allowed_lateness IS NULL OR allowed_lateness < interval '0'
+	   OR allowed_lateness > interval '1 day' THEN
+		RAISE EXCEPTION 'option "allowed_lateness" must be between 0 and 1 day: %',
+			coalesce(allowed_lateness::text, 'null')
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF idle_timeout IS NULL OR idle_timeout <= interval '0' OR idle_timeout > interval '1 day' THEN
+		RAISE EXCEPTION 'option "idle_timeout" must be positive and at most 1 day: %',
+			coalesce(idle_timeout::text, 'null')
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF emit_mode IS NULL OR emit_mode NOT IN ('none', 'changes', 'final') THEN
+		RAISE EXCEPTION 'option "emit_mode" must be none, changes or final: %',
 			coalesce(quote_literal(emit_mode), 'null')
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
 END
 $$;
-COMMENT ON FUNCTION adstream._check_emit_mode(text) IS
-	'Internal: validates the emit_mode option.';
+COMMENT ON FUNCTION adstream._check_emit_mode(text, interval, interval) IS
+	'Internal: validates the emit_mode, allowed_lateness and idle_timeout options.';
 
 CREATE FUNCTION adstream.create_pipeline(
 	name text,
@@ -424,7 +450,9 @@ CREATE FUNCTION adstream.create_pipeline(
 	enabled boolean DEFAULT true,
 	workers integer DEFAULT 1,
 	region text DEFAULT 'default',
-	emit_mode text DEFAULT 'none')
+	emit_mode text DEFAULT 'none',
+	allowed_lateness interval DEFAULT '10 seconds',
+	idle_timeout interval DEFAULT '1 minute')
 RETURNS void
 LANGUAGE plpgsql
 VOLATILE
@@ -451,11 +479,11 @@ BEGIN
 			coalesce(quote_literal(region), 'null')
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
-	PERFORM adstream._check_emit_mode(emit_mode);
+	PERFORM adstream._check_emit_mode(emit_mode, allowed_lateness, idle_timeout);
 	INSERT INTO adstream.pipeline AS p (name, max_event_age, max_future_skew,
 		dedup_horizon, attribution_window, max_message_bytes, topic,
 		bootstrap_servers, start_from, kafka_properties, batch_size, batch_time,
-		enabled, workers, region, emit_mode)
+		enabled, workers, region, emit_mode, allowed_lateness, idle_timeout)
 	VALUES (create_pipeline.name, create_pipeline.max_event_age,
 		create_pipeline.max_future_skew, create_pipeline.dedup_horizon,
 		create_pipeline.attribution_window, create_pipeline.max_message_bytes,
@@ -463,14 +491,15 @@ BEGIN
 		create_pipeline.start_from, create_pipeline.kafka_properties,
 		create_pipeline.batch_size, create_pipeline.batch_time,
 		create_pipeline.enabled, create_pipeline.workers, create_pipeline.region,
-		create_pipeline.emit_mode);
+		create_pipeline.emit_mode, create_pipeline.allowed_lateness,
+		create_pipeline.idle_timeout);
 EXCEPTION
 	WHEN unique_violation THEN
 		RAISE EXCEPTION 'pipeline "%" already exists', create_pipeline.name
 			USING ERRCODE = 'duplicate_object';
 END
 $$;
-COMMENT ON FUNCTION adstream.create_pipeline(text, interval, interval, interval, interval, integer, text, text, text, jsonb, integer, interval, boolean, integer, text, text) IS
+COMMENT ON FUNCTION adstream.create_pipeline(text, interval, interval, interval, interval, integer, text, text, text, jsonb, integer, interval, boolean, integer, text, text, interval, interval) IS
 	'Creates an ad-event pipeline, consuming a Kafka topic when topic and bootstrap_servers are given. dedup_horizon defaults to twice max_event_age. Options are validated; errors name the option.';
 
 CREATE FUNCTION adstream.alter_pipeline(
@@ -488,7 +517,9 @@ CREATE FUNCTION adstream.alter_pipeline(
 	batch_time interval DEFAULT NULL,
 	enabled boolean DEFAULT NULL,
 	workers integer DEFAULT NULL,
-	emit_mode text DEFAULT NULL)
+	emit_mode text DEFAULT NULL,
+	allowed_lateness interval DEFAULT NULL,
+	idle_timeout interval DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql
 VOLATILE
@@ -518,7 +549,9 @@ BEGIN
 	p.enabled := coalesce(alter_pipeline.enabled, p.enabled);
 	p.workers := coalesce(alter_pipeline.workers, p.workers);
 	p.emit_mode := coalesce(alter_pipeline.emit_mode, p.emit_mode);
-	PERFORM adstream._check_emit_mode(p.emit_mode);
+	p.allowed_lateness := coalesce(alter_pipeline.allowed_lateness, p.allowed_lateness);
+	p.idle_timeout := coalesce(alter_pipeline.idle_timeout, p.idle_timeout);
+	PERFORM adstream._check_emit_mode(p.emit_mode, p.allowed_lateness, p.idle_timeout);
 	PERFORM adstream._check_options(p.max_event_age, p.max_future_skew, p.dedup_horizon,
 									p.attribution_window, p.max_message_bytes);
 	PERFORM adstream._check_source(p.topic, p.bootstrap_servers, p.start_from,
@@ -539,11 +572,13 @@ BEGIN
 		   enabled = p.enabled,
 		   workers = p.workers,
 		   emit_mode = p.emit_mode,
+		   allowed_lateness = p.allowed_lateness,
+		   idle_timeout = p.idle_timeout,
 		   updated_at = now()
 	 WHERE x.id = p.id;
 END
 $$;
-COMMENT ON FUNCTION adstream.alter_pipeline(text, interval, interval, interval, interval, integer, text, text, text, jsonb, integer, interval, boolean, integer, text) IS
+COMMENT ON FUNCTION adstream.alter_pipeline(text, interval, interval, interval, interval, integer, text, text, text, jsonb, integer, interval, boolean, integer, text, interval, interval) IS
 	'Changes options of a pipeline; options left NULL keep their value. Takes effect from the next batch.';
 
 CREATE FUNCTION adstream.drop_pipeline(name text, if_exists boolean DEFAULT false)
@@ -812,6 +847,8 @@ RETURNS TABLE (
 	workers integer,
 	region text,
 	emit_mode text,
+	allowed_lateness interval,
+	idle_timeout interval,
 	created_at timestamptz,
 	updated_at timestamptz)
 LANGUAGE sql
@@ -828,7 +865,7 @@ AS $$
 				ELSE (SELECT coalesce(jsonb_object_agg(k, '********'), '{}')
 						FROM jsonb_object_keys(p.kafka_properties) AS k) END,
 		   p.batch_size, p.batch_time, p.enabled, p.workers, p.region, p.emit_mode,
-		   p.created_at, p.updated_at
+		   p.allowed_lateness, p.idle_timeout, p.created_at, p.updated_at
 	  FROM adstream.pipeline AS p
 	 ORDER BY p.name
 $$;
@@ -881,6 +918,54 @@ SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION adstream._wake_sinks() IS
 	'Internal: wakes the producer workers when the calling transaction commits (it wrote outbox rows).';
 
+CREATE FUNCTION adstream.watermark(pipeline text)
+RETURNS timestamptz
+LANGUAGE sql
+STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+	-- the slowest partition that is not idle; when all are idle, the newest
+	SELECT coalesce(min(o.max_event_time) FILTER (WHERE o.updated_at > now() - p.idle_timeout),
+					max(o.max_event_time)) - p.allowed_lateness
+	  FROM adstream.pipeline AS p
+	  JOIN adstream.consumed_offset AS o ON o.pipeline_id = p.id
+	 WHERE p.name = watermark.pipeline AND o.max_event_time IS NOT NULL
+	 GROUP BY p.allowed_lateness
+$$;
+COMMENT ON FUNCTION adstream.watermark(text) IS
+	'The event-time watermark of a pipeline: the latest event time of its slowest partition that had messages within idle_timeout (of the newest partition when all are idle), minus allowed_lateness. NULL before any event with Kafka coordinates. With emit_mode final, a window closes once the watermark reaches its end.';
+
+CREATE FUNCTION adstream._record_payload(
+	record_uuid uuid, version bigint, pipeline text, region text, ad_id text,
+	window_start timestamptz, impressions bigint, clicks bigint, spend_micros bigint,
+	delta_impressions bigint, delta_clicks bigint, delta_spend_micros bigint, final boolean)
+RETURNS text
+LANGUAGE sql
+IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT jsonb_build_object(
+			   'record_uuid', record_uuid,
+			   'version', version,
+			   'pipeline', pipeline,
+			   'region', region,
+			   'ad_id', ad_id,
+			   'window_start', to_char(window_start AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
+			   'window_start_ms', (extract(epoch FROM window_start) * 1000)::bigint,
+			   'window_end', to_char((window_start + interval '1 minute') AT TIME ZONE 'UTC',
+									 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
+			   'impressions', impressions,
+			   'clicks', clicks,
+			   'spend_micros', spend_micros,
+			   'delta_impressions', delta_impressions,
+			   'delta_clicks', delta_clicks,
+			   'delta_spend_micros', delta_spend_micros,
+			   'final', final)::text
+$$;
+COMMENT ON FUNCTION adstream._record_payload(uuid, bigint, text, text, text, timestamptz, bigint, bigint, bigint, bigint, bigint, bigint, boolean) IS
+	'Internal: the JSON text of an output record (see docker/pinot for its schema).';
+
 CREATE FUNCTION adstream.fold_minute_stats(max_rows integer DEFAULT 1000000)
 RETURNS bigint
 LANGUAGE plpgsql
@@ -891,6 +976,7 @@ AS $$
 DECLARE
 	folded bigint;
 	records bigint;
+	closed bigint := 0;
 BEGIN
 	IF max_rows IS NULL OR max_rows < 1 THEN
 		RAISE EXCEPTION 'max_rows must be a positive integer'
@@ -914,7 +1000,8 @@ BEGIN
 			   sum(m.impressions)::bigint AS impressions,
 			   sum(m.clicks)::bigint AS clicks,
 			   sum(m.spend_micros)::bigint AS spend_micros,
-			   (q.emit_mode = 'changes')::int AS emit
+			   (q.emit_mode = 'changes')::int AS emit,
+			   q.emit_mode = 'final' AS pending
 		  FROM moved AS m
 		  JOIN adstream.pipeline AS q ON q.id = m.pipeline_id
 		 GROUP BY m.pipeline_id, m.window_start, m.ad_id, q.emit_mode
@@ -924,11 +1011,12 @@ BEGIN
 		INSERT INTO adstream.minute_stat AS s
 			   (pipeline_id, window_start, ad_id, impressions, clicks, spend_micros,
 				emitted_version, emitted_impressions, emitted_clicks, emitted_spend_micros,
-				emitted_delta_impressions, emitted_delta_clicks, emitted_delta_spend_micros)
+				emitted_delta_impressions, emitted_delta_clicks, emitted_delta_spend_micros,
+				pending)
 		SELECT g.pipeline_id, g.window_start, g.ad_id, g.impressions, g.clicks,
 			   g.spend_micros, g.emit, g.impressions * g.emit, g.clicks * g.emit,
 			   g.spend_micros * g.emit, g.impressions * g.emit, g.clicks * g.emit,
-			   g.spend_micros * g.emit
+			   g.spend_micros * g.emit, g.pending
 		  FROM grouped AS g
 		 ORDER BY g.pipeline_id, g.window_start, g.ad_id
 		ON CONFLICT (pipeline_id, window_start, ad_id) DO UPDATE
@@ -955,6 +1043,7 @@ BEGIN
 			   emitted_spend_micros = CASE WHEN excluded.emitted_version = 1
 										   THEN s.spend_micros + excluded.spend_micros
 										   ELSE s.emitted_spend_micros END,
+			   pending = s.pending OR excluded.pending,
 			   updated_at = now()
 		RETURNING s.pipeline_id, s.window_start, s.ad_id, s.impressions, s.clicks,
 				  s.spend_micros, s.emitted_version, s.emitted_delta_impressions,
@@ -963,31 +1052,13 @@ BEGIN
 		-- emit_mode changes: a new version of every window this fold changed,
 		-- its deltas measured from the previous version
 		INSERT INTO adstream.outbox (pipeline_id, record_uuid, version, payload)
-		SELECT r.pipeline_id, r.record_uuid, r.version,
-			   jsonb_build_object(
-				   'record_uuid', r.record_uuid,
-				   'version', r.version,
-				   'pipeline', r.pipeline,
-				   'region', r.region,
-				   'ad_id', r.ad_id,
-				   'window_start', to_char(r.window_start AT TIME ZONE 'UTC',
-										   'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
-				   'window_start_ms', (extract(epoch FROM r.window_start) * 1000)::bigint,
-				   'window_end', to_char((r.window_start + interval '1 minute') AT TIME ZONE 'UTC',
-										 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
-				   'impressions', r.impressions,
-				   'clicks', r.clicks,
-				   'spend_micros', r.spend_micros,
-				   'delta_impressions', r.delta_impressions,
-				   'delta_clicks', r.delta_clicks,
-				   'delta_spend_micros', r.delta_spend_micros,
-				   'final', false)::text
-		  FROM (SELECT m.pipeline_id, p.name AS pipeline, p.region, m.ad_id,
-					   m.window_start, m.emitted_version AS version, m.impressions,
-					   m.clicks, m.spend_micros,
-					   m.emitted_delta_impressions AS delta_impressions,
-					   m.emitted_delta_clicks AS delta_clicks,
-					   m.emitted_delta_spend_micros AS delta_spend_micros,
+		SELECT r.pipeline_id, r.record_uuid, r.emitted_version,
+			   adstream._record_payload(r.record_uuid, r.emitted_version, r.pipeline,
+										r.region, r.ad_id, r.window_start, r.impressions,
+										r.clicks, r.spend_micros,
+										r.emitted_delta_impressions, r.emitted_delta_clicks,
+										r.emitted_delta_spend_micros, false)
+		  FROM (SELECT m.*, p.name AS pipeline, p.region,
 					   adstream.window_uuid(p.region, m.ad_id, m.window_start) AS record_uuid
 				  FROM merged AS m
 				  JOIN adstream.pipeline AS p ON p.id = m.pipeline_id AND p.emit_mode = 'changes') AS r
@@ -996,14 +1067,49 @@ BEGIN
 	)
 	SELECT (SELECT count(*) FROM moved), (SELECT count(*) FROM emitted)
 	  INTO folded, records;
-	IF records > 0 THEN
+
+	-- emit_mode final: every changed window the watermark has passed gets a
+	-- record (its first at close, a correction after late events)
+	IF EXISTS (SELECT 1 FROM adstream.pipeline WHERE emit_mode = 'final') THEN
+		WITH closing AS (
+			UPDATE adstream.minute_stat AS s
+			   SET emitted_version = s.emitted_version + 1,
+				   emitted_delta_impressions = s.impressions - s.emitted_impressions,
+				   emitted_delta_clicks = s.clicks - s.emitted_clicks,
+				   emitted_delta_spend_micros = s.spend_micros - s.emitted_spend_micros,
+				   emitted_impressions = s.impressions,
+				   emitted_clicks = s.clicks,
+				   emitted_spend_micros = s.spend_micros,
+				   pending = false
+			  FROM (SELECT p.id, adstream.watermark(p.name) AS watermark
+					  FROM adstream.pipeline AS p WHERE p.emit_mode = 'final') AS w
+			 WHERE s.pending AND s.pipeline_id = w.id
+			   AND s.window_start + interval '1 minute' <= w.watermark
+			RETURNING s.*
+		), emitted AS (
+			INSERT INTO adstream.outbox (pipeline_id, record_uuid, version, payload)
+			SELECT r.pipeline_id, r.record_uuid, r.emitted_version,
+				   adstream._record_payload(r.record_uuid, r.emitted_version, r.pipeline,
+											r.region, r.ad_id, r.window_start, r.impressions,
+											r.clicks, r.spend_micros,
+											r.emitted_delta_impressions, r.emitted_delta_clicks,
+											r.emitted_delta_spend_micros, true)
+			  FROM (SELECT c.*, p.name AS pipeline, p.region,
+						   adstream.window_uuid(p.region, c.ad_id, c.window_start) AS record_uuid
+					  FROM closing AS c JOIN adstream.pipeline AS p ON p.id = c.pipeline_id) AS r
+			 ORDER BY r.pipeline_id, r.window_start, r.ad_id
+			RETURNING 1
+		)
+		SELECT count(*) INTO closed FROM emitted;
+	END IF;
+	IF records + closed > 0 THEN
 		PERFORM adstream._wake_sinks();
 	END IF;
 	RETURN folded;
 END
 $$;
 COMMENT ON FUNCTION adstream.fold_minute_stats(integer) IS
-	'Moves at most max_rows increments from adstream.minute_delta into adstream.minute_stat, in one transaction, and returns how many it moved. For pipelines with emit_mode changes, it writes a new version of every window it changed to adstream.outbox in the same transaction. Idempotent; concurrent folds take turns and never block ingest; the views show the same totals before and after.';
+	'Moves at most max_rows increments from adstream.minute_delta into adstream.minute_stat, in one transaction, and returns how many it moved. For pipelines with emit_mode changes, it writes a new version of every window it changed to adstream.outbox; with emit_mode final, a record of every changed window the watermark has passed (final true). All in the same transaction. Idempotent; concurrent folds take turns and never block ingest; the views show the same totals before and after.';
 
 -------------------------------------------------------------------------------
 -- Live views
