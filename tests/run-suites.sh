@@ -92,6 +92,21 @@ run_tap_suite demo demo/ bash tests/demo_smoke.sh
 echo "# README examples"
 run_tap_suite readme "" bash tests/readme_examples.sh
 
+# 8. the output benchmark, briefly: it must run to the end and print its
+#    figures, which are shown here and not asserted (timing is for
+#    benchmarks, not tests; the README has a full run's figures)
+echo "# output benchmark (short)"
+bench_output() {
+	bash tests/bench/output_bench.sh --events 50000 --seconds 5 >"$log/bench-output.txt" 2>&1 || {
+		cat "$log/bench-output.txt"
+		return 1
+	}
+	grep -E "records/s|latency" "$log/bench-output.txt" | sed 's/^/# /'
+	echo "ok - the output benchmark runs and prints its figures"
+}
+run_tap_suite bench-output bench/ bench_output
+grep '^# ' "$log/bench-output.log" 2>/dev/null
+
 echo "$passed passed, $failed failed"
 if [ "$failed" -eq 0 ]; then
 	rm -rf "$log"
