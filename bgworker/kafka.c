@@ -13,23 +13,37 @@
 #include <librdkafka/rdkafka.h>
 
 #include "kafka.h"
+#include "kafka_conf.h"
 
 /* Properties adstream sets itself; exactly-once depends on them. */
-static const char *const reserved_properties[] = {
+static const char *const reserved_consumer_properties[] = {
 	"bootstrap.servers", "metadata.broker.list", "group.id",
 	"isolation.level", "enable.auto.commit", "enable.auto.offset.store",
 	"enable.partition.eof", "auto.offset.reset",
 };
+static const char *const reserved_producer_properties[] = {
+	"bootstrap.servers", "metadata.broker.list", "transactional.id",
+	"enable.idempotence", "acks", "request.required.acks", "partitioner",
+	"enable.gapless.guarantee", "max.in.flight.requests.per.connection",
+	"max.in.flight",
+	/* the sink's progress reader is a consumer */
+	"isolation.level", "group.id", "enable.partition.eof",
+	"enable.auto.commit", "auto.offset.reset",
+};
 
 bool
-adstream_kafka_check_property(const char *name, const char *value,
+adstream_kafka_check_property(const char *name, const char *value, bool for_producer,
 							  char *err, size_t errlen)
 {
+	const char *const *reserved = for_producer ? reserved_producer_properties :
+		reserved_consumer_properties;
+	int			nreserved = for_producer ? lengthof(reserved_producer_properties) :
+		lengthof(reserved_consumer_properties);
 	rd_kafka_conf_t *conf;
 	rd_kafka_conf_res_t res;
 
-	for (int i = 0; i < lengthof(reserved_properties); i++)
-		if (strcmp(name, reserved_properties[i]) == 0)
+	for (int i = 0; i < nreserved; i++)
+		if (strcmp(name, reserved[i]) == 0)
 		{
 			snprintf(err, errlen, "\"%s\" is set by adstream", name);
 			return false;
@@ -38,6 +52,22 @@ adstream_kafka_check_property(const char *name, const char *value,
 	res = rd_kafka_conf_set(conf, name, value, err, errlen);
 	rd_kafka_conf_destroy(conf);
 	return res == RD_KAFKA_CONF_OK;
+}
+
+bool
+adstream_kafka_configure(rd_kafka_conf_t *conf, const char *bootstrap,
+						 const char *const *names, const char *const *values, int nprops,
+						 const char *const (*fixed)[2], int nfixed, char *err, size_t errlen)
+{
+	if (rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap, err, errlen) != RD_KAFKA_CONF_OK)
+		return false;
+	for (int i = 0; i < nprops; i++)
+		if (rd_kafka_conf_set(conf, names[i], values[i], err, errlen) != RD_KAFKA_CONF_OK)
+			return false;
+	for (int i = 0; i < nfixed; i++)
+		if (rd_kafka_conf_set(conf, fixed[i][0], fixed[i][1], err, errlen) != RD_KAFKA_CONF_OK)
+			return false;
+	return true;
 }
 
 struct AdstreamKafkaConsumer
@@ -69,7 +99,8 @@ adstream_kafka_consumer_new(const char *bootstrap, const char *group,
 {
 	AdstreamKafkaConsumer *c = calloc(1, sizeof(AdstreamKafkaConsumer));
 	rd_kafka_conf_t *conf;
-	static const char *const fixed[][2] = {
+	const char *const fixed[][2] = {
+		{"group.id", group},
 		{"isolation.level", "read_committed"},
 		{"enable.auto.commit", "false"},
 		{"enable.auto.offset.store", "false"},
@@ -85,16 +116,9 @@ adstream_kafka_consumer_new(const char *bootstrap, const char *group,
 	}
 	c->pipe_fds[0] = c->pipe_fds[1] = -1;
 	conf = rd_kafka_conf_new();
-	if (rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap, err, errlen) != RD_KAFKA_CONF_OK ||
-		rd_kafka_conf_set(conf, "group.id", group, err, errlen) != RD_KAFKA_CONF_OK)
+	if (!adstream_kafka_configure(conf, bootstrap, names, values, nprops, fixed,
+								  lengthof(fixed), err, errlen))
 		goto fail_conf;
-	for (int i = 0; i < nprops; i++)
-		if (rd_kafka_conf_set(conf, names[i], values[i], err, errlen) != RD_KAFKA_CONF_OK)
-			goto fail_conf;
-	/* set last, so that nothing the user gave can override them */
-	for (int i = 0; i < lengthof(fixed); i++)
-		if (rd_kafka_conf_set(conf, fixed[i][0], fixed[i][1], err, errlen) != RD_KAFKA_CONF_OK)
-			goto fail_conf;
 	rd_kafka_conf_set_error_cb(conf, on_error);
 	rd_kafka_conf_set_opaque(conf, c);
 

@@ -15,12 +15,13 @@
 #include <stdint.h>
 
 /*
- * Check one user-supplied consumer property: refused if adstream sets it
- * itself, else whatever librdkafka says of the name and value.  Returns
- * true if fine; otherwise false with a message in err.
+ * Check one user-supplied property of a pipeline's consumer (or, with
+ * for_producer, of a sink's producer): refused if adstream sets it itself,
+ * else whatever librdkafka says of the name and value.  Returns true if
+ * fine; otherwise false with a message in err.
  */
 extern bool adstream_kafka_check_property(const char *name, const char *value,
-										  char *err, size_t errlen);
+										  bool for_producer, char *err, size_t errlen);
 
 /* Start positions for a partition without a stored offset. */
 #define ADSTREAM_KAFKA_EARLIEST (-2)

@@ -11,35 +11,8 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include "kafka_conf.h"
 #include "kafka_out.h"
-
-/* Producer properties adstream sets itself; exactly-once depends on them. */
-static const char *const reserved_producer_properties[] = {
-	"bootstrap.servers", "metadata.broker.list", "transactional.id",
-	"enable.idempotence", "acks", "request.required.acks", "partitioner",
-	"enable.gapless.guarantee", "max.in.flight.requests.per.connection",
-	"max.in.flight", "isolation.level", "group.id", "enable.partition.eof",
-	"enable.auto.commit", "auto.offset.reset",
-};
-
-bool
-adstream_kafka_check_producer_property(const char *name, const char *value,
-									   char *err, size_t errlen)
-{
-	rd_kafka_conf_t *conf;
-	rd_kafka_conf_res_t res;
-
-	for (int i = 0; i < lengthof(reserved_producer_properties); i++)
-		if (strcmp(name, reserved_producer_properties[i]) == 0)
-		{
-			snprintf(err, errlen, "\"%s\" is set by adstream", name);
-			return false;
-		}
-	conf = rd_kafka_conf_new();
-	res = rd_kafka_conf_set(conf, name, value, err, errlen);
-	rd_kafka_conf_destroy(conf);
-	return res == RD_KAFKA_CONF_OK;
-}
 
 struct AdstreamKafkaProducer
 {
@@ -56,24 +29,6 @@ on_producer_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 	(void) rk;
 	snprintf(p->last_error, sizeof(p->last_error), "%s: %s",
 			 rd_kafka_err2name((rd_kafka_resp_err_t) err), reason);
-}
-
-/* Fill conf with bootstrap, the user's properties, then adstream's own. */
-static bool
-configure(rd_kafka_conf_t *conf, const char *bootstrap,
-		  const char *const *names, const char *const *values, int nprops,
-		  const char *const (*fixed)[2], int nfixed, char *err, size_t errlen)
-{
-	if (rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap, err, errlen) != RD_KAFKA_CONF_OK)
-		return false;
-	for (int i = 0; i < nprops; i++)
-		if (rd_kafka_conf_set(conf, names[i], values[i], err, errlen) != RD_KAFKA_CONF_OK)
-			return false;
-	/* last, so that nothing the user gave can override them */
-	for (int i = 0; i < nfixed; i++)
-		if (rd_kafka_conf_set(conf, fixed[i][0], fixed[i][1], err, errlen) != RD_KAFKA_CONF_OK)
-			return false;
-	return true;
 }
 
 AdstreamKafkaProducer *
@@ -96,7 +51,8 @@ adstream_kafka_producer_new(const char *bootstrap, const char *transactional_id,
 		return NULL;
 	}
 	conf = rd_kafka_conf_new();
-	if (!configure(conf, bootstrap, names, values, nprops, fixed, lengthof(fixed), err, errlen))
+	if (!adstream_kafka_configure(conf, bootstrap, names, values, nprops, fixed,
+								  lengthof(fixed), err, errlen))
 	{
 		rd_kafka_conf_destroy(conf);
 		free(p);
@@ -248,17 +204,6 @@ adstream_kafka_producer_error(AdstreamKafkaProducer *p)
 	return p->last_error;
 }
 
-void
-adstream_kafka_producer_close(AdstreamKafkaProducer *p)
-{
-	if (p == NULL)
-		return;
-	/* an open transaction is left to the next init to abort */
-	rd_kafka_purge(p->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
-	rd_kafka_destroy(p->rk);
-	free(p);
-}
-
 /* Milliseconds left until deadline (CLOCK_MONOTONIC ms), at least 0. */
 static int
 ms_left(int64_t deadline)
@@ -377,7 +322,8 @@ adstream_kafka_read_progress(const char *bootstrap, const char *const *names,
 	*value = NULL;
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	deadline = (int64_t) now.tv_sec * 1000 + now.tv_nsec / 1000000 + timeout_ms;
-	if (!configure(conf, bootstrap, names, values, nprops, fixed, lengthof(fixed), err, errlen))
+	if (!adstream_kafka_configure(conf, bootstrap, names, values, nprops, fixed,
+								  lengthof(fixed), err, errlen))
 	{
 		rd_kafka_conf_destroy(conf);
 		return -1;

@@ -36,16 +36,11 @@ typedef struct AdstreamKafkaHeader
 } AdstreamKafkaHeader;
 
 /*
- * Check one user-supplied producer property: refused if adstream sets it
- * itself, else whatever librdkafka says of the name and value.
- */
-extern bool adstream_kafka_check_producer_property(const char *name, const char *value,
-												   char *err, size_t errlen);
-
-/*
  * A transactional, idempotent producer (acks=all) with the given
  * transactional.id, partitioning keyed records like the Java client
- * (murmur2_random).  Returns NULL with a message in err on failure.
+ * (murmur2_random).  props are checked with adstream_kafka_check_property().
+ * Returns NULL with a message in err on failure.  It lives as long as the
+ * worker: an exit leaves an open transaction for the next init to abort.
  */
 extern AdstreamKafkaProducer *adstream_kafka_producer_new(const char *bootstrap,
 														  const char *transactional_id,
@@ -97,8 +92,6 @@ extern AdstreamTxnResult adstream_kafka_txn_abort(AdstreamKafkaProducer *p, int 
 
 /* Errors librdkafka reported outside the calls (a broker down); "" if none. */
 extern const char *adstream_kafka_producer_error(AdstreamKafkaProducer *p);
-
-extern void adstream_kafka_producer_close(AdstreamKafkaProducer *p);
 
 /*
  * The latest record with the given key in partition 0 of topic, read with

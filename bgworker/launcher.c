@@ -274,18 +274,22 @@ reconcile(Want *want, int nwant)
 	}
 }
 
-/* What should run: each pipeline's consumers, then each sink's producer. */
+/*
+ * What should run: each pipeline's consumers, then each sink's producer.
+ * Returns how many, or -1 if the extension is not installed here.
+ */
 static int
 wanted_workers(Want *want, int max)
 {
 	AdstreamRunnable *pipelines = palloc(sizeof(AdstreamRunnable) * MAX_PIPELINES);
 	AdstreamRunnableSink *sinks = palloc(sizeof(AdstreamRunnableSink) * MAX_SINKS);
-	int			np = adstream_runnable_pipelines(pipelines, MAX_PIPELINES);
+	int			np;
 	int			ns;
 	int			n = 0;
 
-	if (np < 0)
+	if (!adstream_extension_installed())
 		return -1;
+	np = adstream_runnable_pipelines(pipelines, MAX_PIPELINES);
 	for (int i = 0; i < np; i++)
 		for (int index = 0; index < pipelines[i].workers && n < max; index++)
 		{

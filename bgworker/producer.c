@@ -98,6 +98,8 @@ failure_point(Producer *pr, int point, const char *txn)
 {
 	if (adstream_producer_fail_point != point)
 		return;
+	/* what was sent so far reaches the broker, as it may before a crash */
+	adstream_kafka_txn_flush(pr->kafka, CALL_TIMEOUT_MS);
 	ereport(LOG,
 			(errmsg("adstream: sink \"%s\": failure point %s reached in transaction %s; the producer stops",
 					pr->sink.name, adstream_fail_point_name(point), txn)));
@@ -231,6 +233,32 @@ abort_attempt(Producer *pr, const char *what, const char *err)
 	return ATTEMPT_ABORTED;
 }
 
+/*
+ * Queue one record of the open transaction, retrying while librdkafka's
+ * queue is full.  Returns false if the transaction had to be aborted.
+ */
+static bool
+send_record(Producer *pr, const char *topic, int32 partition, const char *key,
+			const char *value, int len, const AdstreamKafkaHeader *headers, int nheaders)
+{
+	char		err[512];
+	AdstreamTxnResult r;
+
+	while ((r = adstream_kafka_txn_send(pr->kafka, topic, partition, key, strlen(key),
+										value, len, headers, nheaders,
+										CALL_TIMEOUT_MS, err, sizeof(err)))
+		   == ADSTREAM_TXN_RETRY)
+		CHECK_FOR_INTERRUPTS();
+	if (r == ADSTREAM_TXN_FATAL)
+		fail(pr, "produce", err);
+	if (r == ADSTREAM_TXN_ABORT)
+	{
+		abort_attempt(pr, "produce", err);
+		return false;
+	}
+	return true;
+}
+
 /* Step 3: rows[0..n-1] and the progress record, in one Kafka transaction. */
 static Attempt
 send_transaction(Producer *pr, AdstreamOutboxRow *rows, int n, const char *txn)
@@ -252,22 +280,12 @@ send_transaction(Producer *pr, AdstreamOutboxRow *rows, int n, const char *txn)
 	for (int i = 0; i < n; i++)
 	{
 		if (i == n / 2 && n > 1)
-		{
-			adstream_kafka_txn_flush(pr->kafka, CALL_TIMEOUT_MS);
 			failure_point(pr, ADSTREAM_FAIL_MID_SEND, txn);
-		}
 		snprintf(version, sizeof(version), INT64_FORMAT, rows[i].version);
 		snprintf(outbox_id, sizeof(outbox_id), INT64_FORMAT, rows[i].id);
-		while ((r = adstream_kafka_txn_send(pr->kafka, pr->sink.topic, -1,
-											rows[i].record_uuid, strlen(rows[i].record_uuid),
-											rows[i].payload, rows[i].len, headers, 3,
-											CALL_TIMEOUT_MS, err, sizeof(err)))
-			   == ADSTREAM_TXN_RETRY)
-			CHECK_FOR_INTERRUPTS();
-		if (r == ADSTREAM_TXN_FATAL)
-			fail(pr, "produce", err);
-		if (r == ADSTREAM_TXN_ABORT)
-			return abort_attempt(pr, "produce", err);
+		if (!send_record(pr, pr->sink.topic, -1, rows[i].record_uuid,
+						 rows[i].payload, rows[i].len, headers, 3))
+			return ATTEMPT_ABORTED;
 	}
 
 	progress = psprintf("{\"transactional_id\":\"%s\",\"txn\":\"%s\",\"prev_txn\":%s%s%s,"
@@ -276,24 +294,12 @@ send_transaction(Producer *pr, AdstreamOutboxRow *rows, int n, const char *txn)
 						pr->sink.transactional_id, txn,
 						pr->prev_txn[0] ? "\"" : "", pr->prev_txn[0] ? pr->prev_txn : "null",
 						pr->prev_txn[0] ? "\"" : "", rows[0].id, rows[n - 1].id, n);
-	while ((r = adstream_kafka_txn_send(pr->kafka, pr->sink.progress_topic, 0,
-										pr->sink.transactional_id,
-										strlen(pr->sink.transactional_id),
-										progress, strlen(progress), headers + 2, 1,
-										CALL_TIMEOUT_MS, err, sizeof(err)))
-		   == ADSTREAM_TXN_RETRY)
-		CHECK_FOR_INTERRUPTS();
-	if (r == ADSTREAM_TXN_FATAL)
-		fail(pr, "produce", err);
-	if (r == ADSTREAM_TXN_ABORT)
-		return abort_attempt(pr, "produce", err);
+	if (!send_record(pr, pr->sink.progress_topic, 0, pr->sink.transactional_id,
+					 progress, strlen(progress), headers + 2, 1))
+		return ATTEMPT_ABORTED;
 	pfree(progress);
 
-	if (adstream_producer_fail_point == ADSTREAM_FAIL_BEFORE_KAFKA_COMMIT)
-	{
-		adstream_kafka_txn_flush(pr->kafka, CALL_TIMEOUT_MS);
-		failure_point(pr, ADSTREAM_FAIL_BEFORE_KAFKA_COMMIT, txn);
-	}
+	failure_point(pr, ADSTREAM_FAIL_BEFORE_KAFKA_COMMIT, txn);
 	adstream_sink_status_state(pr->status, "committing");
 	while ((r = adstream_kafka_txn_commit(pr->kafka, CALL_TIMEOUT_MS, err, sizeof(err)))
 		   == ADSTREAM_TXN_RETRY)

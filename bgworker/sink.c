@@ -22,11 +22,6 @@ adstream_runnable_sinks(AdstreamRunnableSink *out, int max)
 {
 	int			n = 0;
 
-	adstream_check_spi(SPI_execute("SELECT 1 FROM pg_catalog.pg_extension"
-								   " WHERE extname = 'adstream'", true, 1),
-					   "extension lookup");
-	if (SPI_processed == 0)
-		return -1;
 	adstream_check_spi(SPI_execute("SELECT s.id, s.pipeline_id,"
 								   " (extract(epoch FROM s.updated_at) * 1000000)::int8,"
 								   " p.name || '/' || s.name"

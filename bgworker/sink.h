@@ -53,7 +53,7 @@ typedef struct AdstreamOutboxRow
 	int			len;
 } AdstreamOutboxRow;
 
-/* The enabled sinks, at most max of them, into out; -1 without the extension. */
+/* The enabled sinks, at most max of them, into out; returns their number. */
 extern int	adstream_runnable_sinks(AdstreamRunnableSink *out, int max);
 
 /*

@@ -48,15 +48,18 @@ adstream_check_spi(int rc, const char *what)
 		elog(ERROR, "adstream: %s failed: %s", what, SPI_result_code_string(rc));
 }
 
+bool
+adstream_extension_installed(void)
+{
+	adstream_check_spi(SPI_execute("SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'adstream'",
+								   true, 1), "extension lookup");
+	return SPI_processed > 0;
+}
+
 int
 adstream_runnable_pipelines(AdstreamRunnable *out, int max)
 {
 	int			n = 0;
-
-	adstream_check_spi(SPI_execute("SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'adstream'",
-						  true, 1), "extension lookup");
-	if (SPI_processed == 0)
-		return -1;
 	adstream_check_spi(SPI_execute("SELECT id, (extract(epoch FROM updated_at) * 1000000)::int8, name,"
 						  " workers"
 						  " FROM adstream.pipeline"

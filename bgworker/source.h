@@ -45,10 +45,12 @@ typedef struct AdstreamSource
 	int64		version;
 } AdstreamSource;
 
+/* Whether the extension is installed in this database (else no table is there). */
+extern bool adstream_extension_installed(void);
+
 /*
  * The enabled pipelines with a Kafka topic, at most max of them, into out.
- * Returns their number, or -1 if the extension is not installed in this
- * database.
+ * Returns their number.
  */
 extern int	adstream_runnable_pipelines(AdstreamRunnable *out, int max);
 

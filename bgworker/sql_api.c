@@ -25,7 +25,6 @@
 #include "core.h"
 #include "event_key.h"
 #include "kafka.h"
-#include "kafka_out.h"
 #include "status.h"
 
 PG_FUNCTION_INFO_V1(adstream_ingest);
@@ -245,9 +244,7 @@ adstream_check_kafka_properties(PG_FUNCTION_ARGS)
 						 errmsg("Kafka property \"%s\" must be a string, number or boolean",
 								name)));
 		}
-		if (!(for_producer ?
-			  adstream_kafka_check_producer_property(name, value, err, sizeof(err)) :
-			  adstream_kafka_check_property(name, value, err, sizeof(err))))
+		if (!adstream_kafka_check_property(name, value, for_producer, err, sizeof(err)))
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("invalid Kafka property \"%s\": %s", name, err)));

@@ -96,27 +96,18 @@ SELECT count(*) AS orphan_records FROM adstream.outbox o
 -- the watermark back
 SELECT adstream.create_pipeline('fin', emit_mode => 'final', allowed_lateness => '30 seconds',
                                 idle_timeout => '1 hour');
-CREATE FUNCTION feed_fin(msgs text[], parts int[], offs bigint[])
-RETURNS TABLE (accepted bigint, duplicates bigint, rejected bigint, skipped bigint)
-LANGUAGE sql AS $$
-  SELECT * FROM adstream.ingest('fin',
-      (SELECT array_agg(convert_to(m, 'UTF8') ORDER BY i)
-         FROM unnest(msgs) WITH ORDINALITY AS u(m, i)),
-      'fin-events', parts, offs,
-      array_fill('2026-01-01 00:10:00+00'::timestamptz, ARRAY[cardinality(msgs)]))
-$$;
 CREATE TEMP VIEW fin_out AS
 SELECT o.id, o.version, o.payload::jsonb AS r FROM adstream.outbox o
   JOIN adstream.pipeline p ON p.id = o.pipeline_id AND p.name = 'fin';
 SELECT adstream.watermark('fin') AS no_events_no_watermark;
-SELECT * FROM feed_fin(ARRAY[ev('f1', 'impression', 'ad-1', '2026-01-01T00:05:10Z'),
+SELECT * FROM feed_at('fin', ARRAY[ev('f1', 'impression', 'ad-1', '2026-01-01T00:05:10Z'),
                              ev('f2', 'impression', 'ad-1', '2026-01-01T00:05:20Z'),
                              ev('f3', 'click', 'ad-1', '2026-01-01T00:05:15Z')],
                        ARRAY[0, 0, 1], ARRAY[0, 1, 0]::bigint[]);
 SELECT adstream.fold_minute_stats() AS moved;
 SELECT adstream.watermark('fin');      -- 00:05:15 (partition 1) - 30 s
 SELECT count(*) AS records_before_close FROM fin_out;
-SELECT * FROM feed_fin(ARRAY[ev('f4', 'impression', 'ad-1', '2026-01-01T00:06:40Z'),
+SELECT * FROM feed_at('fin', ARRAY[ev('f4', 'impression', 'ad-1', '2026-01-01T00:06:40Z'),
                              ev('f5', 'impression', 'ad-2', '2026-01-01T00:06:35Z')],
                        ARRAY[0, 1], ARRAY[2, 1]::bigint[]);
 SELECT adstream.fold_minute_stats() AS moved;
@@ -125,7 +116,7 @@ SELECT version, r ->> 'window_start' AS w, r -> 'impressions' AS imp, r -> 'clic
        r -> 'delta_impressions' AS d_imp, r -> 'final' AS final
   FROM fin_out ORDER BY id;
 -- a late event for the closed window: a correction version
-SELECT * FROM feed_fin(ARRAY[ev('f6', 'impression', 'ad-1', '2026-01-01T00:05:50Z')],
+SELECT * FROM feed_at('fin', ARRAY[ev('f6', 'impression', 'ad-1', '2026-01-01T00:05:50Z')],
                        ARRAY[0], ARRAY[3]::bigint[]);
 SELECT adstream.fold_minute_stats() AS moved;
 SELECT adstream.fold_minute_stats() AS moved_again;  -- nothing changed: no record
@@ -133,7 +124,7 @@ SELECT version, r ->> 'window_start' AS w, r -> 'impressions' AS imp,
        r -> 'delta_impressions' AS d_imp, r -> 'final' AS final
   FROM fin_out ORDER BY id;
 -- partition 0 moves on; partition 1 falls quiet and holds the watermark...
-SELECT * FROM feed_fin(ARRAY[ev('f7', 'impression', 'ad-1', '2026-01-01T00:07:45Z')],
+SELECT * FROM feed_at('fin', ARRAY[ev('f7', 'impression', 'ad-1', '2026-01-01T00:07:45Z')],
                        ARRAY[0], ARRAY[4]::bigint[]);
 SELECT adstream.fold_minute_stats() AS moved;
 SELECT adstream.watermark('fin');

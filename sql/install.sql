@@ -40,6 +40,18 @@ LANGUAGE sql AS $$
       kafka_timestamps => array_fill(ts, ARRAY[cardinality(msgs)]))
 $$;
 
+-- the same with source coordinates: topic ad-events, a partition and an
+-- offset per message
+CREATE FUNCTION feed_at(pipeline text, msgs text[], parts int[], offs bigint[])
+RETURNS TABLE (accepted bigint, duplicates bigint, rejected bigint, skipped bigint)
+LANGUAGE sql AS $$
+  SELECT * FROM adstream.ingest(pipeline,
+      (SELECT array_agg(convert_to(m, 'UTF8') ORDER BY i)
+         FROM unnest(msgs) WITH ORDINALITY AS u(m, i)),
+      'ad-events', parts, offs,
+      array_fill('2026-01-01 00:10:00+00'::timestamptz, ARRAY[cardinality(msgs)]))
+$$;
+
 -- and one that writes a well-formed event
 CREATE FUNCTION ev(id text, typ text, ad text, t text, usr text DEFAULT 'u1',
                    extra text DEFAULT '')

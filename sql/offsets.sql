@@ -3,22 +3,12 @@
 SET TimeZone = 'UTC';
 SELECT adstream.create_pipeline('off');
 
-CREATE FUNCTION feed_at(msgs text[], parts int[], offs bigint[])
-RETURNS TABLE (accepted bigint, duplicates bigint, rejected bigint, skipped bigint)
-LANGUAGE sql AS $$
-  SELECT * FROM adstream.ingest('off',
-      (SELECT array_agg(convert_to(m, 'UTF8') ORDER BY i)
-         FROM unnest(msgs) WITH ORDINALITY AS u(m, i)),
-      'ad-events', parts, offs,
-      array_fill('2026-01-01 00:10:00+00'::timestamptz, ARRAY[cardinality(msgs)]))
-$$;
-
 CREATE TEMP VIEW off_offsets AS
   SELECT o.topic, o.partition, o.next_offset FROM adstream.consumed_offset o
     JOIN adstream.pipeline p ON p.id = o.pipeline_id AND p.name = 'off';
 
 -- offsets with gaps (transaction markers take offsets) on two partitions
-SELECT * FROM feed_at(ARRAY[
+SELECT * FROM feed_at('off', ARRAY[
     ev('o1', 'click', 'ad-1', '2026-01-01T00:05:00Z'),
     ev('o2', 'click', 'ad-1', '2026-01-01T00:05:00Z'),
     ev('o3', 'click', 'ad-1', '2026-01-01T00:05:00Z'),
@@ -28,7 +18,7 @@ SELECT topic, partition, next_offset FROM off_offsets ORDER BY 1, 2;
 
 -- redelivery of the same messages: all skipped, nothing counted twice, and
 -- the dead letter is not written again
-SELECT * FROM feed_at(ARRAY[
+SELECT * FROM feed_at('off', ARRAY[
     ev('o1', 'click', 'ad-1', '2026-01-01T00:05:00Z'),
     ev('o2', 'click', 'ad-1', '2026-01-01T00:05:00Z'),
     ev('o3', 'click', 'ad-1', '2026-01-01T00:05:00Z'),
@@ -39,7 +29,7 @@ SELECT count(*) AS dead_letters FROM adstream.dead_letter d
   JOIN adstream.pipeline p ON p.id = d.pipeline_id AND p.name = 'off';
 
 -- a batch overlapping the stored offset: only the new tail applies
-SELECT * FROM feed_at(ARRAY[
+SELECT * FROM feed_at('off', ARRAY[
     ev('o2', 'click', 'ad-1', '2026-01-01T00:05:00Z'),
     ev('o4', 'click', 'ad-1', '2026-01-01T00:05:00Z'),
     ev('o5', 'click', 'ad-1', '2026-01-01T00:05:00Z')],
@@ -47,7 +37,7 @@ SELECT * FROM feed_at(ARRAY[
 SELECT topic, partition, next_offset FROM off_offsets ORDER BY 1, 2;
 
 -- an offset repeated within a batch applies once; so does a going-back one
-SELECT * FROM feed_at(ARRAY[
+SELECT * FROM feed_at('off', ARRAY[
     ev('o6', 'click', 'ad-1', '2026-01-01T00:05:00Z'),
     ev('o6-again', 'click', 'ad-1', '2026-01-01T00:05:00Z'),
     ev('o7', 'click', 'ad-1', '2026-01-01T00:05:00Z')],
@@ -56,14 +46,14 @@ SELECT partition, next_offset FROM off_offsets WHERE partition = 2;
 
 -- a rolled-back batch moves no offset
 BEGIN;
-SELECT * FROM feed_at(ARRAY[ev('o8', 'click', 'ad-1', '2026-01-01T00:05:00Z')],
+SELECT * FROM feed_at('off', ARRAY[ev('o8', 'click', 'ad-1', '2026-01-01T00:05:00Z')],
                       ARRAY[0], ARRAY[30]);
 ROLLBACK;
 SELECT partition, next_offset FROM off_offsets WHERE partition = 0;
 
 -- a failing statement after the batch aborts the batch with it
 BEGIN;
-SELECT * FROM feed_at(ARRAY[ev('o9', 'click', 'ad-1', '2026-01-01T00:05:00Z')],
+SELECT * FROM feed_at('off', ARRAY[ev('o9', 'click', 'ad-1', '2026-01-01T00:05:00Z')],
                       ARRAY[0], ARRAY[31]);
 SELECT 1 / 0;
 COMMIT;

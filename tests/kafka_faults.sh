@@ -14,18 +14,6 @@ src=$(cd "$(dirname "$0")/.." && pwd)
 events=40000
 status=0
 adstream_kafka_env faults --brokers 3 ads:4
-step() {					# step NAME COMMAND...: one TAP line for a fault step
-	local name=$1
-	shift
-	if "$@" >"$work/step.log" 2>&1; then
-		echo "ok - $name"
-	else
-		echo "not ok - $name"
-		sed 's/^/#   /' "$work/step.log"
-		status=1
-	fi
-}
-
 "${psql_cmd[@]}" <<SQL >/dev/null || { echo "not ok - setup"; exit 1; }
 CREATE EXTENSION adstream;
 SELECT adstream.create_pipeline('faults', max_message_bytes => 4096, topic => 'ads',

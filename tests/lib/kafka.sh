@@ -119,3 +119,18 @@ SQL
 adstream_tap() {
 	if [ "$1" -eq 0 ]; then echo "ok - $2"; else echo "not ok - $2"; status=1; fi
 }
+
+# step NAME COMMAND...: run a fault-injection step and print one
+# TAP line for it, with the command's output under a failure (which sets
+# status=1).
+step() {
+	local name=$1
+	shift
+	if "$@" >"$work/step.log" 2>&1; then
+		echo "ok - $name"
+	else
+		echo "not ok - $name"
+		sed 's/^/#   /' "$work/step.log"
+		status=1
+	fi
+}
