@@ -28,7 +28,8 @@
  *	2. Take up to batch_records outbox rows after the position, in id
  *	   order.  Outbox ids become visible in id order: every writer of the
  *	   outbox holds a lock on it until it commits, so no row can appear
- *	   later below a position already passed.
+ *	   later below a position already passed.  The WAL is flushed past
+ *	   their commit before anything is sent (synchronous_commit may be off).
  *	3. begin; send each row (key: the record UUID; value: the stored
  *	   payload, byte for byte; headers adstream.version, adstream.outbox_id
  *	   and adstream.txn); send the progress record; commit.

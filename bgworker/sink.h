@@ -64,7 +64,8 @@ extern bool adstream_load_sink(int32 sink_id, AdstreamSink *sink, MemoryContext 
 
 /*
  * The pipeline's outbox rows with id > after_id, in id order, at most max,
- * copied into rows (payloads allocated in mcxt).  Returns their number.
+ * copied into rows (payloads allocated in mcxt), once their commit is on
+ * disk.  Returns their number.
  */
 extern int	adstream_outbox_fetch(int32 pipeline_id, int64 after_id, int max,
 								  AdstreamOutboxRow *rows, MemoryContext mcxt);
