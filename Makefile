@@ -22,7 +22,9 @@ OBJS = \
 	bgworker/sink.o \
 	bgworker/producer.o \
 	bgworker/status.o \
-	bgworker/sql_api.o
+	bgworker/sql_api.o \
+	bgworker/attribution.o \
+	bgworker/attributor.o
 
 MODULEDIR = extension
 DATA = extension/adstream.control $(wildcard extension/adstream--*.sql)

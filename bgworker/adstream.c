@@ -24,6 +24,7 @@ PG_MODULE_MAGIC;
 char	   *adstream_clock_override = NULL;
 char	   *adstream_database = NULL;
 int			adstream_fold_interval = 1000;
+int			adstream_maintenance_interval = 10000;
 int			adstream_producer_fail_point = ADSTREAM_FAIL_NONE;
 
 static const struct config_enum_entry fail_point_options[] = {
@@ -81,6 +82,17 @@ _PG_init(void)
 							"0 turns it off; adstream.fold_minute_stats() can then be scheduled instead.",
 							&adstream_fold_interval,
 							1000, 0, 3600000,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("adstream.maintenance_interval",
+							"How often the launcher runs maintenance when pg_cron does not.",
+							"Expiry, outbox pruning and rollups (adstream.maintain()); "
+							"0 turns it off. While adstream.schedule_maintenance() has a "
+							"pg_cron job in the database, the launcher leaves it to pg_cron.",
+							&adstream_maintenance_interval,
+							10000, 0, 3600000,
 							PGC_SIGHUP,
 							GUC_UNIT_MS,
 							NULL, NULL, NULL);

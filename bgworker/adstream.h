@@ -66,6 +66,18 @@ typedef struct AdstreamEvent
 	uint8		key[16];		/* dedup key, see event_key.h */
 } AdstreamEvent;
 
+/* A parsed, validated order.  Strings are NUL-terminated. */
+typedef struct AdstreamOrder
+{
+	char	   *order_id;
+	char	   *user_id;
+	char	   *store_id;
+	char	   *currency;		/* three upper-case letters */
+	TimestampTz order_time;
+	int64		amount_micros;
+	uint8		key[16];		/* dedup key, from the order id like an event's */
+} AdstreamOrder;
+
 /* Per-pipeline options, as the core needs them (intervals in microseconds). */
 typedef struct AdstreamPipeline
 {
@@ -76,6 +88,8 @@ typedef struct AdstreamPipeline
 	int64		dedup_horizon;
 	int64		attribution_window;
 	int32		max_message_bytes;
+	bool		is_orders;		/* kind orders: messages are orders */
+	int64		grace_period;	/* orders: wait before deciding */
 	int64		version;		/* updated_at in microseconds: changes on alter */
 } AdstreamPipeline;
 

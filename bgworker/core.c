@@ -40,6 +40,14 @@
  *	6. Insert the dead letters.
  *	7. Store next offset = last offset seen + 1 per partition.
  *
+ * An orders pipeline (kind orders) differs in steps 4 and 5 only: valid
+ * orders are inserted into adstream.attributed_order, pending, with
+ * ON CONFLICT DO NOTHING on (pipeline, order key), in message order, so
+ * the first occurrence of an order id wins, within the batch and against
+ * every earlier batch; the unique index makes concurrent batches wait for
+ * each other on a shared key instead of taking the pipeline's lock.  The
+ * order is decided later, once its grace period is over (attribution.c).
+ *
  * Steps 4 and 5 write through store.c, the way COPY does (rows grouped
  * into table_multi_insert(), every index maintained); the other steps are
  * one prepared statement each over arrays (unnest).  A batch costs a
@@ -86,6 +94,7 @@ typedef struct MsgState
 	AdstreamReject reason;
 	char	   *detail;
 	AdstreamEvent event;
+	AdstreamOrder order;		/* orders pipelines */
 } MsgState;
 
 /* One (topic, partition) of the batch. */
@@ -97,6 +106,8 @@ typedef struct PartState
 	int64		next_offset;	/* stored, then advanced as messages apply */
 	bool		has_event_time;
 	TimestampTz max_event_time; /* of the batch's valid events (watermark) */
+	bool		has_kafka_time;
+	TimestampTz kafka_time;		/* latest Kafka timestamp (consumed time) */
 } PartState;
 
 /* Prepared statements, planned once per backend. */
@@ -108,6 +119,7 @@ typedef enum Stmt
 	STMT_OFFSETS_LOCK,
 	STMT_OFFSETS_SAVE,
 	STMT_DEAD_LETTER,
+	STMT_ORDER_INSERT,
 	NUM_STMTS
 } Stmt;
 
@@ -115,19 +127,23 @@ typedef struct StmtDef
 {
 	const char *sql;
 	int			nargs;
-	Oid			argtypes[8];
+	Oid			argtypes[12];
 } StmtDef;
 
 static const StmtDef stmt_defs[NUM_STMTS] = {
 	[STMT_PIPELINE] = {
-		"SELECT id, name,"
-		" (extract(epoch FROM max_event_age) * 1000000)::int8,"
-		" (extract(epoch FROM max_future_skew) * 1000000)::int8,"
-		" (extract(epoch FROM dedup_horizon) * 1000000)::int8,"
-		" (extract(epoch FROM attribution_window) * 1000000)::int8,"
-		" max_message_bytes,"
-		" (extract(epoch FROM updated_at) * 1000000)::int8"
-		" FROM adstream.pipeline WHERE name = $1 FOR KEY SHARE",
+		"SELECT p.id, p.name,"
+		" (extract(epoch FROM p.max_event_age) * 1000000)::int8,"
+		" (extract(epoch FROM p.max_future_skew) * 1000000)::int8,"
+		" (extract(epoch FROM p.dedup_horizon) * 1000000)::int8,"
+		" (extract(epoch FROM p.attribution_window) * 1000000)::int8,"
+		" p.max_message_bytes,"
+		" (extract(epoch FROM p.updated_at) * 1000000)::int8,"
+		" p.kind = 'orders',"
+		" coalesce((extract(epoch FROM o.grace_period) * 1000000)::int8, 0)"
+		" FROM adstream.pipeline AS p"
+		" LEFT JOIN adstream.order_options AS o ON o.pipeline_id = p.id"
+		" WHERE p.name = $1 FOR KEY SHARE OF p",
 		1, {TEXTOID}
 	},
 	[STMT_LOCK_PIPELINE] = {
@@ -152,10 +168,13 @@ static const StmtDef stmt_defs[NUM_STMTS] = {
 	[STMT_OFFSETS_SAVE] = {
 		"UPDATE adstream.consumed_offset AS o"
 		" SET next_offset = greatest(o.next_offset, u.n), updated_at = now(),"
-		" max_event_time = greatest(o.max_event_time, u.m)"
-		" FROM unnest($2::text[], $3::int4[], $4::int8[], $5::timestamptz[]) AS u(t, p, n, m)"
+		" max_event_time = greatest(o.max_event_time, u.m),"
+		" kafka_time = greatest(o.kafka_time, u.k)"
+		" FROM unnest($2::text[], $3::int4[], $4::int8[], $5::timestamptz[], $6::timestamptz[])"
+		"   AS u(t, p, n, m, k)"
 		" WHERE o.pipeline_id = $1 AND o.topic = u.t COLLATE \"C\" AND o.partition = u.p",
-		5, {INT4OID, TEXTARRAYOID, INT4ARRAYOID, INT8ARRAYOID, TIMESTAMPTZARRAYOID}
+		6, {INT4OID, TEXTARRAYOID, INT4ARRAYOID, INT8ARRAYOID, TIMESTAMPTZARRAYOID,
+		TIMESTAMPTZARRAYOID}
 	},
 	[STMT_DEAD_LETTER] = {
 		"INSERT INTO adstream.dead_letter (pipeline_id, topic, partition, \"offset\","
@@ -165,6 +184,20 @@ static const StmtDef stmt_defs[NUM_STMTS] = {
 		" $6::text[], $7::text[], $8::bytea[]) AS u(t, p, o, ts, r, d, b)",
 		8, {INT4OID, TEXTARRAYOID, INT4ARRAYOID, INT8ARRAYOID,
 		TIMESTAMPTZARRAYOID, TEXTARRAYOID, TEXTARRAYOID, BYTEAARRAYOID}
+	},
+	[STMT_ORDER_INSERT] = {
+		"INSERT INTO adstream.attributed_order (pipeline_id, order_key, order_id, user_id,"
+		" store_id, order_time, amount_micros, currency, received_at, state, due_at,"
+		" expires_at)"
+		" SELECT $1, u.k, u.i, u.u, u.s, u.t, u.a, u.c, $9, 'pending', $10,"
+		" u.t + $11 * interval '1 microsecond'"
+		" FROM unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::timestamptz[],"
+		" $7::int8[], $8::text[]) WITH ORDINALITY AS u(k, i, u, s, t, a, c, n)"
+		" ORDER BY u.n"
+		" ON CONFLICT (pipeline_id, order_key) DO NOTHING",
+		11, {INT4OID, UUIDARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
+		TIMESTAMPTZARRAYOID, INT8ARRAYOID, TEXTARRAYOID, TIMESTAMPTZOID, TIMESTAMPTZOID,
+		INT8OID}
 	},
 };
 
@@ -249,6 +282,8 @@ adstream_load_pipeline(const char *name, AdstreamPipeline *pipeline)
 	pipeline->attribution_window = DatumGetInt64(SPI_getbinval(tup, desc, 6, &isnull));
 	pipeline->max_message_bytes = DatumGetInt32(SPI_getbinval(tup, desc, 7, &isnull));
 	pipeline->version = DatumGetInt64(SPI_getbinval(tup, desc, 8, &isnull));
+	pipeline->is_orders = DatumGetBool(SPI_getbinval(tup, desc, 9, &isnull));
+	pipeline->grace_period = DatumGetInt64(SPI_getbinval(tup, desc, 10, &isnull));
 	SPI_freetuptable(SPI_tuptable);
 	return true;
 }
@@ -328,6 +363,7 @@ lock_offsets(const AdstreamPipeline *pl, const AdstreamMessage *msgs, int n,
 		firsts[i] = Int64GetDatum(parts[i].first_offset);
 		parts[i].next_offset = 0;
 		parts[i].has_event_time = false;
+		parts[i].has_kafka_time = false;
 	}
 	values[0] = Int32GetDatum(pl->id);
 	values[1] = make_array(topics, NULL, nparts, TEXTOID);
@@ -374,12 +410,14 @@ lock_offsets(const AdstreamPipeline *pl, const AdstreamMessage *msgs, int n,
 static void
 save_offsets(const AdstreamPipeline *pl, PartState *parts, int nparts)
 {
-	Datum		values[5];
+	Datum		values[6];
 	Datum	   *topics = palloc(sizeof(Datum) * nparts);
 	Datum	   *partnums = palloc(sizeof(Datum) * nparts);
 	Datum	   *nexts = palloc(sizeof(Datum) * nparts);
 	Datum	   *times = palloc(sizeof(Datum) * nparts);
 	bool	   *no_time = palloc(sizeof(bool) * nparts);
+	Datum	   *ktimes = palloc(sizeof(Datum) * nparts);
+	bool	   *no_ktime = palloc(sizeof(bool) * nparts);
 
 	for (int i = 0; i < nparts; i++)
 	{
@@ -388,12 +426,15 @@ save_offsets(const AdstreamPipeline *pl, PartState *parts, int nparts)
 		nexts[i] = Int64GetDatum(parts[i].next_offset);
 		times[i] = TimestampTzGetDatum(parts[i].max_event_time);
 		no_time[i] = !parts[i].has_event_time;
+		ktimes[i] = TimestampTzGetDatum(parts[i].kafka_time);
+		no_ktime[i] = !parts[i].has_kafka_time;
 	}
 	values[0] = Int32GetDatum(pl->id);
 	values[1] = make_array(topics, NULL, nparts, TEXTOID);
 	values[2] = make_array(partnums, NULL, nparts, INT4OID);
 	values[3] = make_array(nexts, NULL, nparts, INT8OID);
 	values[4] = make_array(times, no_time, nparts, TIMESTAMPTZOID);
+	values[5] = make_array(ktimes, no_ktime, nparts, TIMESTAMPTZOID);
 	run_stmt(STMT_OFFSETS_SAVE, values, NULL);
 }
 
@@ -646,26 +687,69 @@ check_coordinates(const AdstreamMessage *msgs, int n)
 /* Reject events too old or too far ahead of their reference time. */
 static AdstreamReject
 check_age(const AdstreamPipeline *pl, const AdstreamMessage *m,
-		  const AdstreamEvent *ev, TimestampTz now, char **detail)
+		  TimestampTz event_time, TimestampTz now, char **detail)
 {
 	TimestampTz ref = m->has_kafka_ts ? m->kafka_ts : now;
 	const char *against = m->has_kafka_ts ? "the Kafka timestamp" : "the current time";
 
-	if (ev->event_time < ref - pl->max_event_age)
+	if (event_time < ref - pl->max_event_age)
 	{
-		*detail = psprintf("event time %s is more than max_event_age before %s %s",
-						   pstrdup(timestamptz_to_str(ev->event_time)), against,
+		*detail = psprintf("%s %s is more than max_event_age before %s %s",
+						   pl->is_orders ? "order time" : "event time",
+						   pstrdup(timestamptz_to_str(event_time)), against,
 						   pstrdup(timestamptz_to_str(ref)));
 		return ADSTREAM_REJECT_TOO_OLD;
 	}
-	if (ev->event_time > ref + pl->max_future_skew)
+	if (event_time > ref + pl->max_future_skew)
 	{
-		*detail = psprintf("event time %s is more than max_future_skew after %s %s",
-						   pstrdup(timestamptz_to_str(ev->event_time)), against,
+		*detail = psprintf("%s %s is more than max_future_skew after %s %s",
+						   pl->is_orders ? "order time" : "event time",
+						   pstrdup(timestamptz_to_str(event_time)), against,
 						   pstrdup(timestamptz_to_str(ref)));
 		return ADSTREAM_REJECT_TOO_FAR_IN_FUTURE;
 	}
 	return ADSTREAM_ACCEPT;
+}
+
+/*
+ * Steps 4 and 5 of an orders pipeline: insert the valid orders, pending
+ * their grace period; an order id seen before (in this batch or stored)
+ * is a duplicate.  Returns how many were new.
+ */
+static int
+store_orders(const AdstreamPipeline *pl, MsgState *st, int *valid, int nvalid,
+			 TimestampTz now)
+{
+	Datum		values[11];
+	Datum	   *cols[7];
+
+	for (int c = 0; c < 7; c++)
+		cols[c] = palloc(sizeof(Datum) * nvalid);
+	for (int i = 0; i < nvalid; i++)
+	{
+		AdstreamOrder *o = &st[valid[i]].order;
+
+		cols[0][i] = PointerGetDatum(o->key);
+		cols[1][i] = CStringGetTextDatum(o->order_id);
+		cols[2][i] = CStringGetTextDatum(o->user_id);
+		cols[3][i] = CStringGetTextDatum(o->store_id);
+		cols[4][i] = TimestampTzGetDatum(o->order_time);
+		cols[5][i] = Int64GetDatum(o->amount_micros);
+		cols[6][i] = CStringGetTextDatum(o->currency);
+	}
+	values[0] = Int32GetDatum(pl->id);
+	values[1] = make_array(cols[0], NULL, nvalid, UUIDOID);
+	values[2] = make_array(cols[1], NULL, nvalid, TEXTOID);
+	values[3] = make_array(cols[2], NULL, nvalid, TEXTOID);
+	values[4] = make_array(cols[3], NULL, nvalid, TEXTOID);
+	values[5] = make_array(cols[4], NULL, nvalid, TIMESTAMPTZOID);
+	values[6] = make_array(cols[5], NULL, nvalid, INT8OID);
+	values[7] = make_array(cols[6], NULL, nvalid, TEXTOID);
+	values[8] = TimestampTzGetDatum(now);
+	values[9] = TimestampTzGetDatum(now + pl->grace_period);
+	values[10] = Int64GetDatum(pl->dedup_horizon);
+	run_stmt(STMT_ORDER_INSERT, values, NULL);
+	return (int) SPI_processed;
 }
 
 void
@@ -718,12 +802,29 @@ adstream_process_batch(const AdstreamPipeline *pl, const AdstreamMessage *msgs,
 			result->skipped++;
 			continue;
 		}
-		r = adstream_parse_event(msgs[i].data, msgs[i].len,
-								 pl->max_message_bytes, scratch_cxt,
-								 &st[i].event, &st[i].detail);
+		if (msgs[i].topic != NULL && msgs[i].has_kafka_ts)
+		{
+			/* the partition's consumed Kafka time, for maintenance */
+			PartState  *p = find_part(parts, nparts, msgs[i].topic, msgs[i].partition);
+
+			if (!p->has_kafka_time || msgs[i].kafka_ts > p->kafka_time)
+				p->kafka_time = msgs[i].kafka_ts;
+			p->has_kafka_time = true;
+		}
+		if (pl->is_orders)
+		{
+			r = adstream_parse_order(msgs[i].data, msgs[i].len,
+									 pl->max_message_bytes, scratch_cxt,
+									 &st[i].order, &st[i].detail);
+			st[i].event.event_time = st[i].order.order_time;
+		}
+		else
+			r = adstream_parse_event(msgs[i].data, msgs[i].len,
+									 pl->max_message_bytes, scratch_cxt,
+									 &st[i].event, &st[i].detail);
 		MemoryContextReset(scratch_cxt);
 		if (r == ADSTREAM_ACCEPT)
-			r = check_age(pl, &msgs[i], &st[i].event, now, &st[i].detail);
+			r = check_age(pl, &msgs[i], st[i].event.event_time, now, &st[i].detail);
 		if (r != ADSTREAM_ACCEPT)
 		{
 			st[i].status = MSG_REJECTED;
@@ -741,6 +842,14 @@ adstream_process_batch(const AdstreamPipeline *pl, const AdstreamMessage *msgs,
 			p->has_event_time = true;
 		}
 		valid[nvalid++] = i;
+	}
+
+	if (pl->is_orders)
+	{
+		/* 4, 5: orders */
+		if (nvalid > 0)
+			nfresh = store_orders(pl, st, valid, nvalid, now);
+		goto dead_letters;
 	}
 
 	/* 4a: dedup within the batch; valid[] becomes the unique keys, sorted */
@@ -779,6 +888,7 @@ adstream_process_batch(const AdstreamPipeline *pl, const AdstreamMessage *msgs,
 		aggregate(pl, st, valid, nfresh);
 
 	/* 6: dead letters */
+dead_letters:
 	if (nrejected > 0)
 		store_dead_letters(pl, msgs, st, n, nrejected);
 

@@ -88,6 +88,18 @@ adstream_window_key(const char *region, const char *ad_id, int64 window_start_ms
 	pfree(name.data);
 }
 
+/* Namespace of adstream's order records (a fixed, randomly chosen UUID). */
+static const uint8 order_record_namespace[16] = {
+	0xd4, 0x19, 0x73, 0x2e, 0x8b, 0x06, 0x4f, 0xa5,
+	0x91, 0x3c, 0x5a, 0xe7, 0x20, 0xbd, 0x68, 0x0f
+};
+
+void
+adstream_order_record_key(const char *order_id, int len, uint8 key[16])
+{
+	uuid_generate_sha1(key, order_record_namespace, order_id, (size_t) len);
+}
+
 void
 adstream_event_key(const char *id, int len, uint8 key[16])
 {

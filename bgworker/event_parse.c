@@ -19,6 +19,16 @@
  * under any of its names, is rejected.  Other fields, nested or not, are
  * ignored.  A null optional field counts as absent.
  *
+ * An order message (adstream_parse_order) has, likewise:
+ *
+ *	  order_id		string or integer				required
+ *	  user_id		string or integer				required
+ *	  store_id		string or integer				required (or "store")
+ *	  order_time	ISO-8601 string, or epoch ms	required (or "timestamp")
+ *	  amount		decimal number, >= 0, at most 6 decimal places, at
+ *					most 10^9						required
+ *	  currency		three letters (ISO 4217)		required, stored upper-case
+ *
  * The JSON itself is parsed by PostgreSQL's own parser (common/jsonapi.h)
  * with semantic callbacks.  Before it runs, the bytes are checked for valid
  * UTF-8 and for nesting depth: the parser recurses and would raise a
@@ -50,7 +60,10 @@
  * A (minute, ad) total in bigint micros then needs over 9 million maximal
  * events to overflow, and the core checks even that.
  */
-#define MAX_COST_MICROS INT64CONST(1000000000000)
+#define MAX_COST_UNITS INT64CONST(1000000)
+
+/* Largest accepted order amount, in currency units. */
+#define MAX_AMOUNT_UNITS INT64CONST(1000000000)
 
 /* Longest detail message stored with a dead letter, in bytes. */
 #define MAX_DETAIL_BYTES 1000
@@ -67,20 +80,34 @@ typedef enum Field
 	F_STORE_ID,
 	F_COST,
 	F_REGION,
-	NUM_FIELDS
+	NUM_EVENT_FIELDS
 } Field;
+
+typedef enum OrderField
+{
+	O_ORDER_ID,
+	O_USER_ID,
+	O_STORE_ID,
+	O_ORDER_TIME,
+	O_AMOUNT,
+	O_CURRENCY,
+	NUM_ORDER_FIELDS
+} OrderField;
+
+/* Room for the fields of any message kind. */
+#define NUM_FIELDS NUM_EVENT_FIELDS
 
 typedef struct FieldName
 {
 	const char *name;
 	int			len;			/* strlen(name): most names differ in length */
-	Field		field;
+	int			field;			/* a Field or an OrderField */
 } FieldName;
 
 #define FIELD(name, f) {name, sizeof(name) - 1, f}
 
-/* Every accepted spelling of every field. */
-static const FieldName field_names[] = {
+/* Every accepted spelling of every field of an ad event. */
+static const FieldName event_field_names[] = {
 	FIELD("event_id", F_EVENT_ID), FIELD("eventId", F_EVENT_ID),
 	FIELD("event_type", F_EVENT_TYPE), FIELD("eventType", F_EVENT_TYPE),
 	FIELD("type", F_EVENT_TYPE),
@@ -99,14 +126,54 @@ static const FieldName field_names[] = {
 };
 
 /* The canonical name, used in rejection details. */
-static const char *const canonical_name[NUM_FIELDS] = {
+static const char *const event_canonical[NUM_EVENT_FIELDS] = {
 	"event_id", "event_type", "ad_id", "event_time", "user_id",
 	"campaign_id", "advertiser_id", "store_id", "cost", "region"
+};
+
+static const FieldName order_field_names[] = {
+	FIELD("order_id", O_ORDER_ID), FIELD("orderId", O_ORDER_ID),
+	FIELD("user_id", O_USER_ID), FIELD("userId", O_USER_ID),
+	FIELD("store_id", O_STORE_ID), FIELD("storeId", O_STORE_ID),
+	FIELD("store", O_STORE_ID),
+	FIELD("order_time", O_ORDER_TIME), FIELD("orderTime", O_ORDER_TIME),
+	FIELD("timestamp", O_ORDER_TIME),
+	FIELD("amount", O_AMOUNT),
+	FIELD("currency", O_CURRENCY),
+};
+
+static const char *const order_canonical[NUM_ORDER_FIELDS] = {
+	"order_id", "user_id", "store_id", "order_time", "amount", "currency"
+};
+
+/* The fields of one kind of message. */
+typedef struct MessageSchema
+{
+	const FieldName *names;
+	int			nnames;
+	const char *const *canonical;
+	const int  *required;
+	int			nrequired;
+} MessageSchema;
+
+static const int event_required[] = {F_EVENT_ID, F_EVENT_TYPE, F_AD_ID,
+F_EVENT_TIME, F_USER_ID};
+static const int order_required[] = {O_ORDER_ID, O_USER_ID, O_STORE_ID,
+O_ORDER_TIME, O_AMOUNT, O_CURRENCY};
+
+static const MessageSchema event_schema = {
+	event_field_names, lengthof(event_field_names), event_canonical,
+	event_required, lengthof(event_required)
+};
+static const MessageSchema order_schema = {
+	order_field_names, lengthof(order_field_names), order_canonical,
+	order_required, lengthof(order_required)
 };
 
 /* State of one parse, shared by the semantic callbacks. */
 typedef struct ParseState
 {
+	const MessageSchema *schema;
 	int			depth;			/* nesting: 1 inside the top-level object */
 	int			field;			/* known field whose value comes next, or -1 */
 	AdstreamReject error;		/* first problem found, or ADSTREAM_ACCEPT */
@@ -230,14 +297,14 @@ cb_field_start(void *state, char *fname, bool isnull)
 	if (st->depth != 1)
 		JSON_CB_DONE;
 	len = strlen(fname);
-	for (int i = 0; i < lengthof(field_names); i++)
+	for (int i = 0; i < st->schema->nnames; i++)
 	{
-		Field		f;
+		const FieldName *fn = &st->schema->names[i];
+		int			f;
 
-		if (field_names[i].len != len ||
-			memcmp(fname, field_names[i].name, len) != 0)
+		if (fn->len != len || memcmp(fname, fn->name, len) != 0)
 			continue;
-		f = field_names[i].field;
+		f = fn->field;
 		if (st->name_used[f] != NULL)
 		{
 			if (strcmp(st->name_used[f], fname) == 0)
@@ -246,10 +313,10 @@ cb_field_start(void *state, char *fname, bool isnull)
 			else
 				fail(st, ADSTREAM_REJECT_DUPLICATE_FIELD,
 					 psprintf("field \"%s\" is given twice, as \"%s\" and \"%s\"",
-							  canonical_name[f], st->name_used[f], fname));
+							  st->schema->canonical[f], st->name_used[f], fname));
 			JSON_CB_DONE;
 		}
-		st->name_used[f] = field_names[i].name;
+		st->name_used[f] = fn->name;
 		st->field = f;
 		break;
 	}
@@ -360,13 +427,13 @@ quoted(const char *s)
  * caller's context.  Returns NULL (with the failure recorded) otherwise.
  */
 static char *
-take_id(ParseState *st, Field f, MemoryContext out_cxt)
+take_id(ParseState *st, int f, bool integer_ok, MemoryContext out_cxt)
 {
 	const char *v = st->value[f];
 	JsonTokenType t = st->type[f];
 	size_t		len;
 
-	if (t == JSON_TOKEN_NUMBER && f != F_REGION)
+	if (t == JSON_TOKEN_NUMBER && integer_ok)
 	{
 		if (!is_integer_token(v))
 		{
@@ -380,7 +447,7 @@ take_id(ParseState *st, Field f, MemoryContext out_cxt)
 	{
 		fail(st, ADSTREAM_REJECT_WRONG_TYPE,
 			 psprintf("field \"%s\" is %s, not a string%s", st->name_used[f],
-					  token_kind(t), f == F_REGION ? "" : " or an integer"));
+					  token_kind(t), integer_ok ? " or an integer" : ""));
 		return NULL;
 	}
 	len = strlen(v);
@@ -406,7 +473,7 @@ take_id(ParseState *st, Field f, MemoryContext out_cxt)
  * decimal places and amounts above MAX_COST_MICROS.
  */
 static bool
-parse_micros(const char *s, int64 *out, const char **why)
+parse_micros(const char *s, int64 max_units, int64 *out, const char **why)
 {
 	char		digits[32];
 	int			ndigits = 0;
@@ -488,38 +555,34 @@ parse_micros(const char *s, int64 *out, const char **why)
 		v = v * 10 + (digits[i] - '0');
 	for (int i = 0; i < shift; i++)
 		v *= 10;
-	if (v > MAX_COST_MICROS)
+	if (v > max_units * 1000000)
 		goto too_large;
 	*out = v;
 	return true;
 
 too_large:
-	*why = "is larger than 1000000";
+	*why = psprintf("is larger than " INT64_FORMAT, max_units);
 	return false;
 }
 
-AdstreamReject
-adstream_parse_event(const char *data, int len, int max_bytes,
-					 MemoryContext scratch_cxt, AdstreamEvent *event,
-					 char **detail)
+/*
+ * Check the bytes and parse the JSON of a message of the given schema into
+ * *st, in scratch_cxt; then check that the required fields are there.
+ * Returns a rejection before parsing (the message is not JSON at all), or
+ * ADSTREAM_ACCEPT with any later problem recorded in st->error.
+ */
+static AdstreamReject
+parse_message(const MessageSchema *schema, const char *data, int len,
+			  int max_bytes, MemoryContext scratch_cxt, ParseState *st,
+			  char **detail)
 {
-	MemoryContext out_cxt = CurrentMemoryContext;
 	MemoryContext oldcxt;
 	AdstreamReject r;
-	ParseState	st;
 	JsonSemAction sem;
 	JsonLexContext *lex;
 	JsonParseErrorType jerr;
-	static const Field required[] = {F_EVENT_ID, F_EVENT_TYPE, F_AD_ID,
-	F_EVENT_TIME, F_USER_ID};
-	static const Field optional_ids[] = {F_CAMPAIGN_ID, F_ADVERTISER_ID,
-	F_STORE_ID, F_REGION};
-	char	  **optional_out[] = {&event->campaign_id, &event->advertiser_id,
-	&event->store_id, &event->region};
 
-	memset(event, 0, sizeof(*event));
 	*detail = NULL;
-
 	if (len > max_bytes)
 	{
 		*detail = psprintf("message is %d bytes, more than max_message_bytes %d",
@@ -535,12 +598,12 @@ adstream_parse_event(const char *data, int len, int max_bytes,
 	if (r != ADSTREAM_ACCEPT)
 		return r;
 
-	/* Parse into the scratch context; copy out what we keep. */
 	oldcxt = MemoryContextSwitchTo(scratch_cxt);
-	memset(&st, 0, sizeof(st));
-	st.field = -1;
+	memset(st, 0, sizeof(*st));
+	st->schema = schema;
+	st->field = -1;
 	memset(&sem, 0, sizeof(sem));
-	sem.semstate = &st;
+	sem.semstate = st;
 	sem.object_start = cb_object_start;
 	sem.object_end = cb_struct_end;
 	sem.array_start = cb_array_start;
@@ -556,32 +619,126 @@ adstream_parse_event(const char *data, int len, int max_bytes,
 	if (jerr != JSON_SUCCESS)
 	{
 		/* a syntax error outranks whatever the callbacks saw before it */
-		st.error = ADSTREAM_ACCEPT;
+		st->error = ADSTREAM_ACCEPT;
 		if (jerr == JSON_UNICODE_CODE_POINT_ZERO)
-			fail(&st, ADSTREAM_REJECT_INVALID_VALUE,
+			fail(st, ADSTREAM_REJECT_INVALID_VALUE,
 				 pstrdup("a string contains \\u0000, which text cannot hold"));
 		else
-			fail(&st, ADSTREAM_REJECT_MALFORMED_JSON,
+			fail(st, ADSTREAM_REJECT_MALFORMED_JSON,
 				 psprintf("invalid JSON: %s", json_errdetail(jerr, lex)));
 	}
 
-	for (int i = 0; i < lengthof(required) && st.error == ADSTREAM_ACCEPT; i++)
+	for (int i = 0; i < schema->nrequired && st->error == ADSTREAM_ACCEPT; i++)
 	{
-		Field		f = required[i];
+		int			f = schema->required[i];
 
-		if (st.name_used[f] == NULL)
-			fail(&st, ADSTREAM_REJECT_MISSING_FIELD,
-				 psprintf("required field \"%s\" is missing", canonical_name[f]));
-		else if (st.type[f] == JSON_TOKEN_NULL)
-			fail(&st, ADSTREAM_REJECT_MISSING_FIELD,
-				 psprintf("required field \"%s\" is null", st.name_used[f]));
+		if (st->name_used[f] == NULL)
+			fail(st, ADSTREAM_REJECT_MISSING_FIELD,
+				 psprintf("required field \"%s\" is missing", schema->canonical[f]));
+		else if (st->type[f] == JSON_TOKEN_NULL)
+			fail(st, ADSTREAM_REJECT_MISSING_FIELD,
+				 psprintf("required field \"%s\" is null", st->name_used[f]));
 	}
+	MemoryContextSwitchTo(oldcxt);
+	return ADSTREAM_ACCEPT;
+}
+
+/* A time field: ISO-8601 string, or epoch milliseconds (number or string). */
+static void
+take_time(ParseState *st, int f, TimestampTz *out)
+{
+	const char *v = st->value[f];
+	const char *why = NULL;
+	bool		ok = false;
+
+	if (st->type[f] == JSON_TOKEN_NUMBER)
+	{
+		if (!is_integer_token(v))
+		{
+			fail(st, ADSTREAM_REJECT_WRONG_TYPE,
+				 psprintf("field \"%s\" is a number but not an integer of epoch milliseconds",
+						  st->name_used[f]));
+			return;
+		}
+		ok = adstream_parse_epoch_millis(v, strlen(v), out, &why);
+	}
+	else if (st->type[f] == JSON_TOKEN_STRING)
+	{
+		if (is_integer_token(v))
+			ok = adstream_parse_epoch_millis(v, strlen(v), out, &why);
+		else
+			ok = adstream_parse_iso8601(v, strlen(v), out, &why);
+	}
+	else
+	{
+		fail(st, ADSTREAM_REJECT_WRONG_TYPE,
+			 psprintf("field \"%s\" is %s, not a string or an integer",
+					  st->name_used[f], token_kind(st->type[f])));
+		return;
+	}
+	if (!ok)
+		fail(st, ADSTREAM_REJECT_INVALID_VALUE, psprintf("%s: %s", why, quoted(v)));
+}
+
+/* A decimal amount field (number or numeric string) in micros. */
+static bool
+take_micros(ParseState *st, int f, int64 max_units, int64 *out)
+{
+	const char *why;
+
+	if (st->type[f] != JSON_TOKEN_NUMBER && st->type[f] != JSON_TOKEN_STRING)
+		fail(st, ADSTREAM_REJECT_WRONG_TYPE,
+			 psprintf("field \"%s\" is %s, not a number", st->name_used[f],
+					  token_kind(st->type[f])));
+	else if (!parse_micros(st->value[f], max_units, out, &why))
+		fail(st, ADSTREAM_REJECT_INVALID_VALUE,
+			 psprintf("%s %s %s", st->schema->canonical[f], quoted(st->value[f]), why));
+	else
+		return true;
+	return false;
+}
+
+/* The detail of a rejection, copied out of the scratch context and shortened. */
+static AdstreamReject
+finish(ParseState *st, char **detail)
+{
+	if (st->error != ADSTREAM_ACCEPT)
+	{
+		int			dlen = strlen(st->detail);
+
+		/* details quote input (e.g. a bad JSON token): keep them short */
+		if (dlen > MAX_DETAIL_BYTES)
+			dlen = pg_mbcliplen(st->detail, dlen, MAX_DETAIL_BYTES);
+		*detail = pnstrdup(st->detail, dlen);
+	}
+	return st->error;
+}
+
+AdstreamReject
+adstream_parse_event(const char *data, int len, int max_bytes,
+					 MemoryContext scratch_cxt, AdstreamEvent *event,
+					 char **detail)
+{
+	MemoryContext out_cxt = CurrentMemoryContext;
+	MemoryContext oldcxt;
+	AdstreamReject r;
+	ParseState	st;
+	static const Field optional_ids[] = {F_CAMPAIGN_ID, F_ADVERTISER_ID,
+	F_STORE_ID, F_REGION};
+	char	  **optional_out[] = {&event->campaign_id, &event->advertiser_id,
+	&event->store_id, &event->region};
+
+	memset(event, 0, sizeof(*event));
+	r = parse_message(&event_schema, data, len, max_bytes, scratch_cxt, &st, detail);
+	if (r != ADSTREAM_ACCEPT)
+		return r;
+	oldcxt = MemoryContextSwitchTo(scratch_cxt);
 
 	if (st.error == ADSTREAM_ACCEPT)
 	{
-		event->event_id = take_id(&st, F_EVENT_ID, out_cxt);
-		event->ad_id = take_id(&st, F_AD_ID, out_cxt);
-		event->user_id = take_id(&st, F_USER_ID, out_cxt);
+		event->event_id = take_id(&st, F_EVENT_ID, true, out_cxt);
+		event->ad_id = take_id(&st, F_AD_ID, true, out_cxt);
+		event->user_id = take_id(&st, F_USER_ID, true, out_cxt);
 	}
 
 	/* event type */
@@ -604,41 +761,8 @@ adstream_parse_event(const char *data, int len, int max_bytes,
 						  quoted(v)));
 	}
 
-	/* event time */
 	if (st.error == ADSTREAM_ACCEPT)
-	{
-		const char *v = st.value[F_EVENT_TIME];
-		const char *why = NULL;
-		bool		ok = false;
-
-		if (st.type[F_EVENT_TIME] == JSON_TOKEN_NUMBER)
-		{
-			if (!is_integer_token(v))
-				fail(&st, ADSTREAM_REJECT_WRONG_TYPE,
-					 psprintf("field \"%s\" is a number but not an integer of epoch milliseconds",
-							  st.name_used[F_EVENT_TIME]));
-			else
-				ok = adstream_parse_epoch_millis(v, strlen(v),
-												 &event->event_time, &why);
-		}
-		else if (st.type[F_EVENT_TIME] == JSON_TOKEN_STRING)
-		{
-			if (is_integer_token(v))
-				ok = adstream_parse_epoch_millis(v, strlen(v),
-												 &event->event_time, &why);
-			else
-				ok = adstream_parse_iso8601(v, strlen(v),
-											&event->event_time, &why);
-		}
-		else
-			fail(&st, ADSTREAM_REJECT_WRONG_TYPE,
-				 psprintf("field \"%s\" is %s, not a string or an integer",
-						  st.name_used[F_EVENT_TIME],
-						  token_kind(st.type[F_EVENT_TIME])));
-		if (st.error == ADSTREAM_ACCEPT && !ok)
-			fail(&st, ADSTREAM_REJECT_INVALID_VALUE,
-				 psprintf("%s: %s", why, quoted(v)));
-	}
+		take_time(&st, F_EVENT_TIME, &event->event_time);
 
 	/* optional dimensions */
 	for (int i = 0; i < lengthof(optional_ids) && st.error == ADSTREAM_ACCEPT; i++)
@@ -646,39 +770,76 @@ adstream_parse_event(const char *data, int len, int max_bytes,
 		Field		f = optional_ids[i];
 
 		if (st.name_used[f] != NULL && st.type[f] != JSON_TOKEN_NULL)
-			*optional_out[i] = take_id(&st, f, out_cxt);
+			*optional_out[i] = take_id(&st, f, f != F_REGION, out_cxt);
 	}
 
 	/* cost */
 	if (st.error == ADSTREAM_ACCEPT && st.name_used[F_COST] != NULL &&
 		st.type[F_COST] != JSON_TOKEN_NULL)
-	{
-		const char *why;
-
-		if (st.type[F_COST] != JSON_TOKEN_NUMBER &&
-			st.type[F_COST] != JSON_TOKEN_STRING)
-			fail(&st, ADSTREAM_REJECT_WRONG_TYPE,
-				 psprintf("field \"cost\" is %s, not a number",
-						  token_kind(st.type[F_COST])));
-		else if (!parse_micros(st.value[F_COST], &event->cost_micros, &why))
-			fail(&st, ADSTREAM_REJECT_INVALID_VALUE,
-				 psprintf("cost %s %s", quoted(st.value[F_COST]), why));
-		else
-			event->has_cost = true;
-	}
+		event->has_cost = take_micros(&st, F_COST, MAX_COST_UNITS, &event->cost_micros);
 
 	if (st.error == ADSTREAM_ACCEPT)
 		adstream_event_key(event->event_id, strlen(event->event_id), event->key);
 
 	MemoryContextSwitchTo(oldcxt);
-	if (st.error != ADSTREAM_ACCEPT)
-	{
-		int			dlen = strlen(st.detail);
+	return finish(&st, detail);
+}
 
-		/* details quote input (e.g. a bad JSON token): keep them short */
-		if (dlen > MAX_DETAIL_BYTES)
-			dlen = pg_mbcliplen(st.detail, dlen, MAX_DETAIL_BYTES);
-		*detail = pnstrdup(st.detail, dlen);
+static bool
+is_letter(char c)
+{
+	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z');
+}
+
+AdstreamReject
+adstream_parse_order(const char *data, int len, int max_bytes,
+					 MemoryContext scratch_cxt, AdstreamOrder *order,
+					 char **detail)
+{
+	MemoryContext out_cxt = CurrentMemoryContext;
+	MemoryContext oldcxt;
+	AdstreamReject r;
+	ParseState	st;
+
+	memset(order, 0, sizeof(*order));
+	r = parse_message(&order_schema, data, len, max_bytes, scratch_cxt, &st, detail);
+	if (r != ADSTREAM_ACCEPT)
+		return r;
+	oldcxt = MemoryContextSwitchTo(scratch_cxt);
+
+	if (st.error == ADSTREAM_ACCEPT)
+	{
+		order->order_id = take_id(&st, O_ORDER_ID, true, out_cxt);
+		order->user_id = take_id(&st, O_USER_ID, true, out_cxt);
+		order->store_id = take_id(&st, O_STORE_ID, true, out_cxt);
 	}
-	return st.error;
+	if (st.error == ADSTREAM_ACCEPT)
+		take_time(&st, O_ORDER_TIME, &order->order_time);
+	if (st.error == ADSTREAM_ACCEPT)
+		take_micros(&st, O_AMOUNT, MAX_AMOUNT_UNITS, &order->amount_micros);
+	if (st.error == ADSTREAM_ACCEPT)
+	{
+		const char *v = st.value[O_CURRENCY];
+
+		if (st.type[O_CURRENCY] != JSON_TOKEN_STRING)
+			fail(&st, ADSTREAM_REJECT_WRONG_TYPE,
+				 psprintf("field \"%s\" is %s, not a string",
+						  st.name_used[O_CURRENCY], token_kind(st.type[O_CURRENCY])));
+		else if (strlen(v) != 3 || !is_letter(v[0]) || !is_letter(v[1]) ||
+				 !is_letter(v[2]))
+			fail(&st, ADSTREAM_REJECT_INVALID_VALUE,
+				 psprintf("currency %s is not a three-letter ISO 4217 code", quoted(v)));
+		else
+		{
+			order->currency = MemoryContextAlloc(out_cxt, 4);
+			for (int i = 0; i < 3; i++)
+				order->currency[i] = pg_ascii_toupper((unsigned char) v[i]);
+			order->currency[3] = '\0';
+		}
+	}
+	if (st.error == ADSTREAM_ACCEPT)
+		adstream_event_key(order->order_id, strlen(order->order_id), order->key);
+
+	MemoryContextSwitchTo(oldcxt);
+	return finish(&st, detail);
 }

@@ -1,8 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * event_parse.h
- *	  Turns the raw bytes of one ad-event message into an AdstreamEvent, or
- *	  into a rejection reason with a detail message.  Never raises an error
+ *	  Turns the raw bytes of one ad-event (or order) message into an
+ *	  AdstreamEvent (AdstreamOrder), or into a rejection reason with a detail message.  Never raises an error
  *	  for bad input.
  *
  *-------------------------------------------------------------------------
@@ -29,6 +29,16 @@ extern AdstreamReject adstream_parse_event(const char *data, int len,
 										   int max_bytes,
 										   MemoryContext scratch_cxt,
 										   AdstreamEvent *event,
+										   char **detail);
+
+/*
+ * The same for an order message (see event_parse.c for its fields), into
+ * *order.
+ */
+extern AdstreamReject adstream_parse_order(const char *data, int len,
+										   int max_bytes,
+										   MemoryContext scratch_cxt,
+										   AdstreamOrder *order,
 										   char **detail);
 
 #endif							/* ADSTREAM_EVENT_PARSE_H */

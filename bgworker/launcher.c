@@ -7,7 +7,8 @@
  *	  pipeline that has a Kafka topic running: as many as its workers
  *	  option asks for, worker i of n taking the partitions p with
  *	  p % n = i.  It also keeps a producer worker running for every
- *	  enabled sink (producer.c).
+ *	  enabled sink (producer.c) and an attributor for every enabled orders
+ *	  pipeline (attributor.c).
  *
  * Once a second (sooner when a worker starts or stops, which sets its
  * latch) it compares the pipelines and sinks with the workers it runs:
@@ -22,7 +23,9 @@
  * Every adstream.fold_interval it also folds the aggregate increments of
  * all pipelines (adstream.fold_minute_stats(), which writes the output
  * records of emitting pipelines), in bounded steps, each its own
- * transaction.
+ * transaction.  Every adstream.maintenance_interval it runs maintenance
+ * (adstream.run_maintenance()) the same way, for at most a second, unless
+ * pg_cron has adstream's maintenance job in this database.
  *
  * When the launcher itself (re)starts, it first stops the workers left
  * from before; an advisory lock per pipeline also keeps any two consumers
@@ -55,14 +58,17 @@
 #define HEALTHY_AFTER_MS 60000
 #define MAX_BACKOFF_MS 60000
 #define FOLD_STEP_ROWS 200000
+#define MAINTENANCE_STEP_ROWS 10000
+#define MAINTENANCE_BUDGET_MS 1000
 
 typedef enum WorkerKind
 {
 	KIND_CONSUMER,				/* id: a pipeline; index of count */
-	KIND_PRODUCER				/* id: a sink */
+	KIND_PRODUCER,				/* id: a sink */
+	KIND_ATTRIBUTOR				/* id: an orders pipeline */
 } WorkerKind;
 
-static const char *const kind_names[] = {"consumer", "producer"};
+static const char *const kind_names[] = {"consumer", "producer", "attributor"};
 
 /* A worker that should run, from the tables. */
 typedef struct Want
@@ -124,11 +130,17 @@ start_worker(Slot *s)
 		snprintf(bgw.bgw_type, BGW_MAXLEN, "adstream consumer");
 		snprintf(bgw.bgw_extra, BGW_EXTRALEN, "%d %d", s->w.index, s->w.count);
 	}
-	else
+	else if (s->w.kind == KIND_PRODUCER)
 	{
 		snprintf(bgw.bgw_function_name, BGW_MAXLEN, "adstream_producer_main");
 		snprintf(bgw.bgw_name, BGW_MAXLEN, "adstream producer %s", s->w.name);
 		snprintf(bgw.bgw_type, BGW_MAXLEN, "adstream producer");
+	}
+	else
+	{
+		snprintf(bgw.bgw_function_name, BGW_MAXLEN, "adstream_attributor_main");
+		snprintf(bgw.bgw_name, BGW_MAXLEN, "adstream attributor %s", s->w.name);
+		snprintf(bgw.bgw_type, BGW_MAXLEN, "adstream attributor");
 	}
 	if (!RegisterDynamicBackgroundWorker(&bgw, &s->handle))
 	{
@@ -262,7 +274,9 @@ reconcile(Want *want, int nwant)
 								s->w.index + 1, s->w.count, s->w.name, backoff)));
 			else
 				ereport(LOG,
-						(errmsg("adstream: producer of sink \"%s\" exited; starting it again in %d ms",
+						(errmsg("adstream: %s of %s \"%s\" exited; starting it again in %d ms",
+								kind_names[s->w.kind],
+								s->w.kind == KIND_PRODUCER ? "sink" : "orders pipeline",
 								s->w.name, backoff)));
 		}
 		if (s->handle == NULL && now >= s->next_start && !start_worker(s))
@@ -275,7 +289,8 @@ reconcile(Want *want, int nwant)
 }
 
 /*
- * What should run: each pipeline's consumers, then each sink's producer.
+ * What should run: each pipeline's consumers, each sink's producer, each
+ * orders pipeline's attributor.
  * Returns how many, or -1 if the extension is not installed here.
  */
 static int
@@ -314,6 +329,18 @@ wanted_workers(Want *want, int max)
 		w->version = sinks[i].version;
 		strlcpy(w->name, sinks[i].name, sizeof(w->name));
 	}
+	np = adstream_runnable_orders(pipelines, MAX_PIPELINES);
+	for (int i = 0; i < np && n < max; i++)
+	{
+		Want	   *w = &want[n++];
+
+		w->kind = KIND_ATTRIBUTOR;
+		w->id = pipelines[i].pipeline_id;
+		w->index = 0;
+		w->count = 1;
+		w->version = pipelines[i].version;
+		strlcpy(w->name, pipelines[i].name, sizeof(w->name));
+	}
 	pfree(pipelines);
 	pfree(sinks);
 	return n;
@@ -325,6 +352,7 @@ adstream_launcher_main(Datum main_arg)
 	Want	   *want = palloc(sizeof(Want) * MAX_SLOTS);
 	bool		first = true;
 	TimestampTz last_fold = 0;
+	TimestampTz last_maintenance = 0;
 
 	pqsignal(SIGTERM, die);
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
@@ -366,6 +394,26 @@ adstream_launcher_main(Datum main_arg)
 				folded = adstream_fold(FOLD_STEP_ROWS);
 				adstream_xact_end();
 			} while (folded == FOLD_STEP_ROWS);
+		}
+
+		if (nwant >= 0 && adstream_maintenance_interval > 0 &&
+			TimestampDifferenceExceeds(last_maintenance, GetCurrentTimestamp(),
+									   adstream_maintenance_interval))
+		{
+			int			busy;
+			bool		first_step = true;
+
+			last_maintenance = GetCurrentTimestamp();
+			do
+			{
+				CHECK_FOR_INTERRUPTS();
+				adstream_xact_begin("adstream: maintenance");
+				busy = adstream_maintenance_step(MAINTENANCE_STEP_ROWS, first_step);
+				adstream_xact_end();
+				first_step = false;
+			} while (busy > 0 &&
+					 !TimestampDifferenceExceeds(last_maintenance, GetCurrentTimestamp(),
+												 MAINTENANCE_BUDGET_MS));
 		}
 
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,

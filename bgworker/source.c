@@ -56,15 +56,13 @@ adstream_extension_installed(void)
 	return SPI_processed > 0;
 }
 
-int
-adstream_runnable_pipelines(AdstreamRunnable *out, int max)
+/* Read (id, version, name, workers) rows into out. */
+static int
+read_runnable(const char *sql, const char *what, AdstreamRunnable *out, int max)
 {
 	int			n = 0;
-	adstream_check_spi(SPI_execute("SELECT id, (extract(epoch FROM updated_at) * 1000000)::int8, name,"
-						  " workers"
-						  " FROM adstream.pipeline"
-						  " WHERE enabled AND topic IS NOT NULL ORDER BY id",
-						  true, 0), "pipeline list");
+
+	adstream_check_spi(SPI_execute(sql, true, 0), what);
 	for (uint64 r = 0; r < SPI_processed && n < max; r++)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[r];
@@ -78,6 +76,48 @@ adstream_runnable_pipelines(AdstreamRunnable *out, int max)
 		n++;
 	}
 	return n;
+}
+
+int
+adstream_runnable_pipelines(AdstreamRunnable *out, int max)
+{
+	return read_runnable("SELECT id, (extract(epoch FROM updated_at) * 1000000)::int8, name,"
+						 " workers FROM adstream.pipeline"
+						 " WHERE enabled AND topic IS NOT NULL ORDER BY id",
+						 "pipeline list", out, max);
+}
+
+int
+adstream_runnable_orders(AdstreamRunnable *out, int max)
+{
+	return read_runnable("SELECT id, (extract(epoch FROM updated_at) * 1000000)::int8, name,"
+						 " 1 FROM adstream.pipeline"
+						 " WHERE enabled AND kind = 'orders' ORDER BY id",
+						 "orders pipeline list", out, max);
+}
+
+int
+adstream_maintenance_step(int max_rows, bool check_cron)
+{
+	Oid			argtypes[1] = {INT4OID};
+	Datum		args[1];
+	bool		isnull;
+
+	if (check_cron)
+	{
+		adstream_check_spi(SPI_execute("SELECT adstream._maintenance_schedule() IS NOT NULL",
+									   true, 1), "maintenance schedule");
+		if (DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
+									   &isnull)))
+			return -1;
+	}
+	args[0] = Int32GetDatum(max_rows);
+	adstream_check_spi(SPI_execute_with_args("SELECT count(*) FILTER (WHERE m.rows = $1)::int4"
+											 " FROM adstream.run_maintenance(NULL, $1, 'launcher') AS m",
+											 1, argtypes, args, NULL, false, 1),
+					   "maintenance");
+	return DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
+									   &isnull));
 }
 
 bool
@@ -187,7 +227,7 @@ adstream_terminate_stale_workers(void)
 {
 	adstream_check_spi(SPI_execute("SELECT pg_catalog.pg_terminate_backend(pid)"
 						  " FROM pg_catalog.pg_stat_activity"
-						  " WHERE backend_type IN ('adstream consumer', 'adstream producer')"
+						  " WHERE backend_type IN ('adstream consumer', 'adstream producer', 'adstream attributor')"
 						  " AND datname = pg_catalog.current_database()",
 						  false, 0), "stale worker cleanup");
 	return (int) SPI_processed;

@@ -54,6 +54,16 @@ extern bool adstream_extension_installed(void);
  */
 extern int	adstream_runnable_pipelines(AdstreamRunnable *out, int max);
 
+/* The enabled orders pipelines (each gets an attributor), like the above. */
+extern int	adstream_runnable_orders(AdstreamRunnable *out, int max);
+
+/*
+ * One step of every maintenance task, as the launcher runs them when
+ * pg_cron does not; returns how many tasks have more to do, or -1 when
+ * pg_cron schedules maintenance in this database.
+ */
+extern int	adstream_maintenance_step(int max_rows, bool check_cron);
+
 /*
  * Load a pipeline's source by id, its strings allocated in mcxt.  Returns
  * false if the pipeline is gone, disabled or has no topic.

@@ -22,9 +22,11 @@
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
+#include "attribution.h"
 #include "core.h"
 #include "event_key.h"
 #include "kafka.h"
+#include "source.h"
 #include "status.h"
 
 PG_FUNCTION_INFO_V1(adstream_ingest);
@@ -33,6 +35,9 @@ PG_FUNCTION_INFO_V1(adstream_worker_status);
 PG_FUNCTION_INFO_V1(adstream_window_uuid);
 PG_FUNCTION_INFO_V1(adstream_sink_status);
 PG_FUNCTION_INFO_V1(adstream_wake_sinks);
+PG_FUNCTION_INFO_V1(adstream_now_sql);
+PG_FUNCTION_INFO_V1(adstream_order_uuid);
+PG_FUNCTION_INFO_V1(adstream_attribute_orders);
 
 /* Deconstruct a one-dimensional array argument; n is its length. */
 static void
@@ -400,4 +405,84 @@ adstream_wake_sinks(PG_FUNCTION_ARGS)
 {
 	adstream_wake_sinks_at_commit();
 	PG_RETURN_VOID();
+}
+
+/* adstream._now(): the time adstream works with (see adstream_now()). */
+Datum
+adstream_now_sql(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_TIMESTAMPTZ(adstream_now());
+}
+
+/* adstream.order_uuid(order_id text): see adstream_order_record_key(). */
+Datum
+adstream_order_uuid(PG_FUNCTION_ARGS)
+{
+	text	   *id = PG_GETARG_TEXT_PP(0);
+	pg_uuid_t  *out = palloc(sizeof(pg_uuid_t));
+
+	adstream_order_record_key(VARDATA_ANY(id), VARSIZE_ANY_EXHDR(id), out->data);
+	PG_RETURN_UUID_P(out);
+}
+
+/*
+ * adstream.attribute_orders(pipeline text, max_rows integer)
+ *	 -> setof (pipeline_name, decided, enriched, retried)
+ */
+Datum
+adstream_attribute_orders(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	text	   *name = PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0);
+	int			max_rows = PG_ARGISNULL(1) ? -1 : PG_GETARG_INT32(1);
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		args[1];
+	char		nulls[1];
+	int			n;
+	int32	   *ids;
+	char	  **names;
+
+	if (max_rows < 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("max_rows must be a positive integer")));
+	InitMaterializedSRF(fcinfo, 0);
+	SPI_connect();
+	args[0] = name ? PointerGetDatum(name) : (Datum) 0;
+	nulls[0] = name ? ' ' : 'n';
+	adstream_check_spi(SPI_execute_with_args("SELECT id, name FROM adstream.pipeline"
+											 " WHERE kind = 'orders' AND ($1 IS NULL OR name = $1)"
+											 " ORDER BY id",
+											 1, argtypes, args, nulls, false, 0),
+					   "orders pipelines");
+	n = (int) SPI_processed;
+	if (n == 0 && name != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("orders pipeline \"%s\" does not exist", text_to_cstring(name))));
+	ids = palloc(sizeof(int32) * Max(n, 1));
+	names = palloc(sizeof(char *) * Max(n, 1));
+	for (int i = 0; i < n; i++)
+	{
+		bool		isnull;
+
+		ids[i] = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc,
+											 1, &isnull));
+		names[i] = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2);
+	}
+	for (int i = 0; i < n; i++)
+	{
+		AdstreamAttribution r;
+		Datum		values[4];
+		bool		rnulls[4] = {0};
+
+		adstream_attribute(ids[i], adstream_now(), max_rows, &r);
+		values[0] = CStringGetTextDatum(names[i]);
+		values[1] = Int64GetDatum(r.decided);
+		values[2] = Int64GetDatum(r.enriched);
+		values[3] = Int64GetDatum(r.retried);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, rnulls);
+	}
+	SPI_finish();
+	return (Datum) 0;
 }

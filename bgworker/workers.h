@@ -3,8 +3,8 @@
  * workers.h
  *	  The background workers: the launcher (one per server, started at
  *	  postmaster start) and the workers it runs: consumers, as many as each
- *	  enabled pipeline with a Kafka topic asks for, and a producer per
- *	  enabled sink.
+ *	  enabled pipeline with a Kafka topic asks for, a producer per enabled
+ *	  sink, and an attributor per enabled orders pipeline.
  *
  *-------------------------------------------------------------------------
  */
@@ -18,6 +18,12 @@ extern char *adstream_database;
 
 /* adstream.fold_interval: milliseconds between the launcher's folds; 0: none. */
 extern int	adstream_fold_interval;
+
+/*
+ * adstream.maintenance_interval: milliseconds between the launcher's
+ * maintenance runs when pg_cron does not schedule them; 0: none.
+ */
+extern int	adstream_maintenance_interval;
 
 /*
  * adstream.producer_fail_point: where producer workers stop on purpose, for
@@ -40,5 +46,6 @@ extern void adstream_register_launcher(void);
 extern PGDLLEXPORT void adstream_launcher_main(Datum main_arg);
 extern PGDLLEXPORT void adstream_consumer_main(Datum main_arg);
 extern PGDLLEXPORT void adstream_producer_main(Datum main_arg);
+extern PGDLLEXPORT void adstream_attributor_main(Datum main_arg);
 
 #endif							/* ADSTREAM_WORKERS_H */

@@ -41,7 +41,7 @@ CREATE TABLE adstream.pipeline (
 	name				text COLLATE "C" NOT NULL UNIQUE
 						CHECK (name ~ '^[a-z][a-z0-9_-]{0,62}$'),
 	kind				text NOT NULL DEFAULT 'ad_events'
-						CHECK (kind IN ('ad_events')),
+						CHECK (kind IN ('ad_events', 'orders')),
 	max_event_age		interval NOT NULL,
 	max_future_skew		interval NOT NULL,
 	dedup_horizon		interval NOT NULL,
@@ -62,6 +62,8 @@ CREATE TABLE adstream.pipeline (
 						CHECK (emit_mode IN ('none', 'changes', 'final')),
 	allowed_lateness	interval NOT NULL DEFAULT '10 seconds',
 	idle_timeout		interval NOT NULL DEFAULT '1 minute',
+	minute_retention	interval NOT NULL DEFAULT '7 days',
+	hour_retention		interval NOT NULL DEFAULT '90 days',
 	created_at			timestamptz NOT NULL DEFAULT now(),
 	updated_at			timestamptz NOT NULL DEFAULT now(),
 	CHECK (dedup_horizon >= max_event_age),
@@ -100,6 +102,12 @@ COMMENT ON COLUMN adstream.pipeline.allowed_lateness IS
 	'emit_mode final: how far behind the latest event time the watermark trails, i.e. how long a window waits for late events before it closes.';
 COMMENT ON COLUMN adstream.pipeline.idle_timeout IS
 	'emit_mode final: a partition without messages for this long no longer holds the watermark back.';
+COMMENT ON COLUMN adstream.pipeline.kind IS
+	'ad_events: impressions and clicks, counted per ad and minute; orders: orders, attributed to the ad events of another pipeline (see adstream.order_options).';
+COMMENT ON COLUMN adstream.pipeline.minute_retention IS
+	'Maintenance rolls 1-minute rows whose window ended longer ago than this (in consumed Kafka time) up into hourly rows; at least max_event_age, so no accepted event can land in a rolled-up minute.';
+COMMENT ON COLUMN adstream.pipeline.hour_retention IS
+	'Maintenance rolls hourly rows older than this up into daily rows; at least minute_retention.';
 COMMENT ON COLUMN adstream.pipeline.enabled IS
 	'Whether the launcher runs a consumer worker for it (it needs a topic too).';
 COMMENT ON COLUMN adstream.pipeline.max_message_bytes IS
@@ -115,11 +123,14 @@ CREATE TABLE adstream.consumed_offset (
 	partition	integer NOT NULL CHECK (partition >= 0),
 	next_offset	bigint NOT NULL CHECK (next_offset >= 0),
 	max_event_time timestamptz,
+	kafka_time	timestamptz,
 	updated_at	timestamptz NOT NULL DEFAULT now(),
 	PRIMARY KEY (pipeline_id, topic, partition)
 );
 COMMENT ON COLUMN adstream.consumed_offset.max_event_time IS
 	'The latest event time of a valid message from this partition: the partition''s event-time progress, from which emit_mode final computes the pipeline''s watermark. updated_at tells when the partition last had messages (idle_timeout).';
+COMMENT ON COLUMN adstream.consumed_offset.kafka_time IS
+	'The latest Kafka timestamp consumed from this partition: the pipeline''s consumed Kafka time, against which maintenance expires stored state (never against the wall clock, so a consumer catching up on old messages still deduplicates them).';
 COMMENT ON TABLE adstream.consumed_offset IS
 	'Next Kafka offset to read per pipeline, topic and partition, committed in the same transaction as the data its messages produced. Messages below it were already applied and are skipped.';
 
@@ -150,6 +161,11 @@ CREATE TABLE adstream.event (
 -- stores only keys it did not find.
 CREATE INDEX event_key_idx ON adstream.event USING hash (event_key);
 CREATE INDEX event_user_idx ON adstream.event USING hash (user_id);
+-- BRIN: events arrive roughly in event-time order, so a summary per 16
+-- pages finds the expired ones for adstream.expire_events at almost no
+-- cost to ingest.
+CREATE INDEX event_expiry_idx ON adstream.event USING brin (expires_at)
+	WITH (pages_per_range = 16);
 COMMENT ON TABLE adstream.event IS
 	'Every event counted, once: the dedup memory (by event_key) and the attribution window (clean events a later order can be matched against by user). Kept until expires_at = event time + the longer of dedup_horizon and attribution_window.';
 COMMENT ON COLUMN adstream.event.event_key IS
@@ -256,6 +272,146 @@ COMMENT ON TABLE adstream.dead_letter IS
 COMMENT ON COLUMN adstream.dead_letter.reason IS
 	'Machine-readable reason: oversized, invalid_utf8, malformed_json, too_deeply_nested, duplicate_field, missing_field, wrong_type, invalid_value, unknown_event_type, too_old, too_far_in_future.';
 
+
+-------------------------------------------------------------------------------
+-- Rollups: minutes older than a pipeline's minute_retention become hours,
+-- hours older than its hour_retention become days (adstream.rollup_stats)
+-------------------------------------------------------------------------------
+
+CREATE TABLE adstream.hour_stat (
+	pipeline_id		integer NOT NULL,
+	window_start	timestamptz NOT NULL,
+	ad_id			text COLLATE "C" NOT NULL,
+	impressions		bigint NOT NULL,
+	clicks			bigint NOT NULL,
+	spend_micros	bigint NOT NULL,
+	PRIMARY KEY (pipeline_id, window_start, ad_id)
+);
+COMMENT ON TABLE adstream.hour_stat IS
+	'Hourly aggregates per ad, rolled up from adstream.minute_stat rows past the pipeline''s minute_retention. The hourly and daily views add them in.';
+
+CREATE TABLE adstream.day_stat (LIKE adstream.hour_stat INCLUDING ALL);
+COMMENT ON TABLE adstream.day_stat IS
+	'Daily (UTC) aggregates per ad, rolled up from adstream.hour_stat rows past the pipeline''s hour_retention.';
+
+-------------------------------------------------------------------------------
+-- Orders and their attribution
+-------------------------------------------------------------------------------
+
+CREATE TABLE adstream.order_options (
+	pipeline_id			integer PRIMARY KEY,
+	events_pipeline_id	integer NOT NULL,
+	attribution_rule	text NOT NULL
+						CHECK (attribution_rule IN ('last_click_then_view', 'last_touch', 'last_click')),
+	click_window		interval NOT NULL,
+	view_window			interval NOT NULL,
+	grace_period		interval NOT NULL,
+	enrich_function		regprocedure,
+	enrich_role			name,
+	enrich_timeout		interval NOT NULL,
+	enrich_max_attempts	integer NOT NULL,
+	enrich_backoff		interval NOT NULL,
+	decided				bigint NOT NULL DEFAULT 0,
+	attributed_click	bigint NOT NULL DEFAULT 0,
+	attributed_view		bigint NOT NULL DEFAULT 0,
+	unattributed		bigint NOT NULL DEFAULT 0,
+	enriched			bigint NOT NULL DEFAULT 0,
+	enrich_failed		bigint NOT NULL DEFAULT 0,
+	enrich_retries		bigint NOT NULL DEFAULT 0,
+	emitted				bigint NOT NULL DEFAULT 0
+);
+COMMENT ON TABLE adstream.order_options IS
+	'Attribution options of each orders pipeline (set with adstream.create_orders_pipeline/alter_orders_pipeline), and its counters since creation (see adstream.order_status).';
+COMMENT ON COLUMN adstream.order_options.events_pipeline_id IS
+	'The ad-events pipeline whose stored events the orders are matched against.';
+COMMENT ON COLUMN adstream.order_options.attribution_rule IS
+	'last_click_then_view: the last click within click_window, else the last impression within view_window; last_touch: the later of those two; last_click: clicks only.';
+COMMENT ON COLUMN adstream.order_options.grace_period IS
+	'How long after it arrives an order waits before it is decided, so that ad events arriving after it (the topics are not ordered with each other) still count.';
+COMMENT ON COLUMN adstream.order_options.enrich_function IS
+	'Optional hook function(jsonb) returning jsonb: receives the attributed order and returns extra fields for its output record. Runs as enrich_role, within enrich_timeout; a failure is retried enrich_max_attempts times with a doubling backoff from enrich_backoff, then the order is emitted without enrichment.';
+
+CREATE TABLE adstream.attributed_order (
+	pipeline_id		integer NOT NULL,
+	order_key		uuid NOT NULL,
+	order_id		text COLLATE "C" NOT NULL,
+	user_id			text COLLATE "C" NOT NULL,
+	store_id		text COLLATE "C" NOT NULL,
+	order_time		timestamptz NOT NULL,
+	amount_micros	bigint NOT NULL,
+	currency		text COLLATE "C" NOT NULL,
+	received_at		timestamptz NOT NULL,
+	state			text NOT NULL CHECK (state IN ('pending', 'enriching', 'done')),
+	due_at			timestamptz NOT NULL,
+	attribution		text CHECK (attribution IN ('click', 'view', 'none')),
+	ad_id			text COLLATE "C",
+	campaign_id		text COLLATE "C",
+	advertiser_id	text COLLATE "C",
+	touch_event_id	text COLLATE "C",
+	touch_time		timestamptz,
+	decided_at		timestamptz,
+	enrichment		jsonb,
+	enrichment_status text CHECK (enrichment_status IN ('none', 'ok', 'failed')),
+	enrich_attempts	integer NOT NULL DEFAULT 0,
+	enrich_error	text,
+	version			bigint NOT NULL DEFAULT 0,
+	expires_at		timestamptz NOT NULL,
+	PRIMARY KEY (pipeline_id, order_key)
+);
+CREATE INDEX attributed_order_due_idx ON adstream.attributed_order (pipeline_id, due_at)
+	WHERE state <> 'done';
+CREATE INDEX attributed_order_expiry_idx ON adstream.attributed_order
+	USING brin (expires_at) WITH (pages_per_range = 16);
+COMMENT ON TABLE adstream.attributed_order IS
+	'Every order accepted, once (the dedup memory, by order_key), and what became of it: pending during its grace period, enriching while its hook is retried, done once its output record is written. Kept until expires_at = order time + the orders pipeline''s dedup_horizon.';
+COMMENT ON COLUMN adstream.attributed_order.order_key IS
+	'A UUID-form order id is its own key; any other id is mapped to a name-based (SHA-1) UUID. Two messages with one key are one order.';
+COMMENT ON COLUMN adstream.attributed_order.due_at IS
+	'When the order is looked at next: the end of its grace period while pending, the next hook attempt while enriching.';
+COMMENT ON COLUMN adstream.attributed_order.attribution IS
+	'click or view: the ad event (ad_id, campaign_id, advertiser_id, touch_event_id, touch_time) that earned the order; none: unattributed; NULL: not decided yet.';
+
+CREATE TABLE adstream.revenue_minute (
+	pipeline_id		integer NOT NULL,
+	window_start	timestamptz NOT NULL,
+	ad_id			text COLLATE "C" NOT NULL,
+	currency		text COLLATE "C" NOT NULL,
+	campaign_id		text COLLATE "C",
+	orders			bigint NOT NULL,
+	click_orders	bigint NOT NULL,
+	revenue_micros	bigint NOT NULL,
+	PRIMARY KEY (pipeline_id, window_start, ad_id, currency)
+);
+COMMENT ON TABLE adstream.revenue_minute IS
+	'Attributed orders and revenue per ad, currency and minute of order time (UTC), written when orders are decided. click_orders: those attributed to a click (the rest to an impression). campaign_id: of the latest event that earned one.';
+CREATE TABLE adstream.revenue_hour (LIKE adstream.revenue_minute INCLUDING ALL);
+COMMENT ON TABLE adstream.revenue_hour IS
+	'adstream.revenue_minute rows past the orders pipeline''s minute_retention, rolled up per hour.';
+CREATE TABLE adstream.revenue_day (LIKE adstream.revenue_minute INCLUDING ALL);
+COMMENT ON TABLE adstream.revenue_day IS
+	'adstream.revenue_hour rows past the orders pipeline''s hour_retention, rolled up per day (UTC).';
+
+-------------------------------------------------------------------------------
+-- Maintenance bookkeeping
+-------------------------------------------------------------------------------
+
+CREATE TABLE adstream.maintenance_run (
+	task			text PRIMARY KEY
+					CHECK (task IN ('expire_events', 'expire_orders', 'prune_outbox', 'rollup_stats')),
+	runs			bigint NOT NULL DEFAULT 0,
+	rows_total		bigint NOT NULL DEFAULT 0,
+	last_started	timestamptz,
+	last_finished	timestamptz,
+	last_rows		bigint,
+	last_runner		text,
+	last_error		text,
+	last_error_at	timestamptz
+);
+INSERT INTO adstream.maintenance_run (task)
+VALUES ('expire_events'), ('expire_orders'), ('prune_outbox'), ('rollup_stats');
+COMMENT ON TABLE adstream.maintenance_run IS
+	'When each maintenance task last ran, by whom (pg_cron, the launcher, or a manual call), how many rows it handled, and its last error. See adstream.maintenance_status.';
+
 SELECT pg_catalog.pg_extension_config_dump('adstream.pipeline', '');
 SELECT pg_catalog.pg_extension_config_dump('adstream.pipeline_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('adstream.consumed_offset', '');
@@ -268,6 +424,14 @@ SELECT pg_catalog.pg_extension_config_dump('adstream.sink', '');
 SELECT pg_catalog.pg_extension_config_dump('adstream.sink_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('adstream.dead_letter', '');
 SELECT pg_catalog.pg_extension_config_dump('adstream.dead_letter_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('adstream.hour_stat', '');
+SELECT pg_catalog.pg_extension_config_dump('adstream.day_stat', '');
+SELECT pg_catalog.pg_extension_config_dump('adstream.order_options', '');
+SELECT pg_catalog.pg_extension_config_dump('adstream.attributed_order', '');
+SELECT pg_catalog.pg_extension_config_dump('adstream.revenue_minute', '');
+SELECT pg_catalog.pg_extension_config_dump('adstream.revenue_hour', '');
+SELECT pg_catalog.pg_extension_config_dump('adstream.revenue_day', '');
+SELECT pg_catalog.pg_extension_config_dump('adstream.maintenance_run', '');
 
 -------------------------------------------------------------------------------
 -- Pipeline management
@@ -434,6 +598,33 @@ $$;
 COMMENT ON FUNCTION adstream._check_emit_mode(text, interval, interval) IS
 	'Internal: validates the emit_mode, allowed_lateness and idle_timeout options.';
 
+CREATE FUNCTION adstream._check_retention(max_event_age interval,
+										  minute_retention interval,
+										  hour_retention interval)
+RETURNS void
+LANGUAGE plpgsql
+IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF minute_retention IS NULL OR minute_retention < max_event_age
+	   OR minute_retention > interval '3650 days' THEN
+		RAISE EXCEPTION 'option "minute_retention" must be at least max_event_age (%) and at most 3650 days: %',
+			max_event_age, coalesce(minute_retention::text, 'null')
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = 'An event up to max_event_age old is still accepted, so its minute must still be there.';
+	END IF;
+	IF hour_retention IS NULL OR hour_retention < minute_retention
+	   OR hour_retention > interval '3650 days' THEN
+		RAISE EXCEPTION 'option "hour_retention" must be at least minute_retention (%) and at most 3650 days: %',
+			minute_retention, coalesce(hour_retention::text, 'null')
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+END
+$$;
+COMMENT ON FUNCTION adstream._check_retention(interval, interval, interval) IS
+	'Internal: validates the minute_retention and hour_retention options.';
+
 CREATE FUNCTION adstream.create_pipeline(
 	name text,
 	max_event_age interval DEFAULT '1 day',
@@ -452,7 +643,9 @@ CREATE FUNCTION adstream.create_pipeline(
 	region text DEFAULT 'default',
 	emit_mode text DEFAULT 'none',
 	allowed_lateness interval DEFAULT '10 seconds',
-	idle_timeout interval DEFAULT '1 minute')
+	idle_timeout interval DEFAULT '1 minute',
+	minute_retention interval DEFAULT '7 days',
+	hour_retention interval DEFAULT '90 days')
 RETURNS void
 LANGUAGE plpgsql
 VOLATILE
@@ -480,10 +673,12 @@ BEGIN
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
 	PERFORM adstream._check_emit_mode(emit_mode, allowed_lateness, idle_timeout);
+	PERFORM adstream._check_retention(max_event_age, minute_retention, hour_retention);
 	INSERT INTO adstream.pipeline AS p (name, max_event_age, max_future_skew,
 		dedup_horizon, attribution_window, max_message_bytes, topic,
 		bootstrap_servers, start_from, kafka_properties, batch_size, batch_time,
-		enabled, workers, region, emit_mode, allowed_lateness, idle_timeout)
+		enabled, workers, region, emit_mode, allowed_lateness, idle_timeout,
+		minute_retention, hour_retention)
 	VALUES (create_pipeline.name, create_pipeline.max_event_age,
 		create_pipeline.max_future_skew, create_pipeline.dedup_horizon,
 		create_pipeline.attribution_window, create_pipeline.max_message_bytes,
@@ -492,14 +687,15 @@ BEGIN
 		create_pipeline.batch_size, create_pipeline.batch_time,
 		create_pipeline.enabled, create_pipeline.workers, create_pipeline.region,
 		create_pipeline.emit_mode, create_pipeline.allowed_lateness,
-		create_pipeline.idle_timeout);
+		create_pipeline.idle_timeout, create_pipeline.minute_retention,
+		create_pipeline.hour_retention);
 EXCEPTION
 	WHEN unique_violation THEN
 		RAISE EXCEPTION 'pipeline "%" already exists', create_pipeline.name
 			USING ERRCODE = 'duplicate_object';
 END
 $$;
-COMMENT ON FUNCTION adstream.create_pipeline(text, interval, interval, interval, interval, integer, text, text, text, jsonb, integer, interval, boolean, integer, text, text, interval, interval) IS
+COMMENT ON FUNCTION adstream.create_pipeline(text, interval, interval, interval, interval, integer, text, text, text, jsonb, integer, interval, boolean, integer, text, text, interval, interval, interval, interval) IS
 	'Creates an ad-event pipeline, consuming a Kafka topic when topic and bootstrap_servers are given. dedup_horizon defaults to twice max_event_age. Options are validated; errors name the option.';
 
 CREATE FUNCTION adstream.alter_pipeline(
@@ -519,7 +715,9 @@ CREATE FUNCTION adstream.alter_pipeline(
 	workers integer DEFAULT NULL,
 	emit_mode text DEFAULT NULL,
 	allowed_lateness interval DEFAULT NULL,
-	idle_timeout interval DEFAULT NULL)
+	idle_timeout interval DEFAULT NULL,
+	minute_retention interval DEFAULT NULL,
+	hour_retention interval DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql
 VOLATILE
@@ -551,7 +749,15 @@ BEGIN
 	p.emit_mode := coalesce(alter_pipeline.emit_mode, p.emit_mode);
 	p.allowed_lateness := coalesce(alter_pipeline.allowed_lateness, p.allowed_lateness);
 	p.idle_timeout := coalesce(alter_pipeline.idle_timeout, p.idle_timeout);
+	p.minute_retention := coalesce(alter_pipeline.minute_retention, p.minute_retention);
+	p.hour_retention := coalesce(alter_pipeline.hour_retention, p.hour_retention);
 	PERFORM adstream._check_emit_mode(p.emit_mode, p.allowed_lateness, p.idle_timeout);
+	PERFORM adstream._check_retention(p.max_event_age, p.minute_retention, p.hour_retention);
+	IF p.kind = 'orders' AND p.emit_mode = 'changes' THEN
+		RAISE EXCEPTION 'option "emit_mode" of an orders pipeline must be none or final: changes'
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'An orders pipeline emits one record per order once it is decided.';
+	END IF;
 	PERFORM adstream._check_options(p.max_event_age, p.max_future_skew, p.dedup_horizon,
 									p.attribution_window, p.max_message_bytes);
 	PERFORM adstream._check_source(p.topic, p.bootstrap_servers, p.start_from,
@@ -574,11 +780,13 @@ BEGIN
 		   emit_mode = p.emit_mode,
 		   allowed_lateness = p.allowed_lateness,
 		   idle_timeout = p.idle_timeout,
+		   minute_retention = p.minute_retention,
+		   hour_retention = p.hour_retention,
 		   updated_at = now()
 	 WHERE x.id = p.id;
 END
 $$;
-COMMENT ON FUNCTION adstream.alter_pipeline(text, interval, interval, interval, interval, integer, text, text, text, jsonb, integer, interval, boolean, integer, text, interval, interval) IS
+COMMENT ON FUNCTION adstream.alter_pipeline(text, interval, interval, interval, interval, integer, text, text, text, jsonb, integer, interval, boolean, integer, text, interval, interval, interval, interval) IS
 	'Changes options of a pipeline; options left NULL keep their value. Takes effect from the next batch.';
 
 CREATE FUNCTION adstream.drop_pipeline(name text, if_exists boolean DEFAULT false)
@@ -597,6 +805,18 @@ BEGIN
 		RAISE EXCEPTION 'drop_pipeline must run at READ COMMITTED isolation'
 			USING ERRCODE = 'invalid_transaction_state';
 	END IF;
+	IF EXISTS (SELECT 1 FROM adstream.order_options AS o
+				 JOIN adstream.pipeline AS e ON e.id = o.events_pipeline_id
+				 WHERE e.name = drop_pipeline.name) THEN
+		RAISE EXCEPTION 'pipeline "%" is the events pipeline of orders pipeline "%"',
+			drop_pipeline.name,
+			(SELECT q.name FROM adstream.order_options AS o
+			   JOIN adstream.pipeline AS e ON e.id = o.events_pipeline_id
+			   JOIN adstream.pipeline AS q ON q.id = o.pipeline_id
+			  WHERE e.name = drop_pipeline.name ORDER BY q.name LIMIT 1)
+			USING ERRCODE = 'dependent_objects_still_exist',
+				  HINT = 'Drop the orders pipeline first.';
+	END IF;
 	DELETE FROM adstream.pipeline AS x WHERE x.name = drop_pipeline.name
 	RETURNING x.id INTO pid;
 	IF pid IS NULL THEN
@@ -614,12 +834,19 @@ BEGIN
 	DELETE FROM adstream.outbox WHERE pipeline_id = pid;
 	DELETE FROM adstream.sink WHERE pipeline_id = pid;
 	DELETE FROM adstream.dead_letter WHERE pipeline_id = pid;
+	DELETE FROM adstream.hour_stat WHERE pipeline_id = pid;
+	DELETE FROM adstream.day_stat WHERE pipeline_id = pid;
+	DELETE FROM adstream.order_options WHERE pipeline_id = pid;
+	DELETE FROM adstream.attributed_order WHERE pipeline_id = pid;
+	DELETE FROM adstream.revenue_minute WHERE pipeline_id = pid;
+	DELETE FROM adstream.revenue_hour WHERE pipeline_id = pid;
+	DELETE FROM adstream.revenue_day WHERE pipeline_id = pid;
 END
 $$;
 COMMENT ON FUNCTION adstream.drop_pipeline(text, boolean) IS
-	'Drops a pipeline and every row it produced (offsets, events, aggregates, output records, sinks, dead letters). Waits for batches of that pipeline in progress.';
+	'Drops a pipeline and every row it produced (offsets, events, aggregates and their rollups, orders and attributed revenue, output records, sinks, dead letters). Refuses an ad-events pipeline that an orders pipeline matches against. Waits for batches of that pipeline in progress.';
 
-CREATE FUNCTION adstream.prune_outbox(pipeline text DEFAULT NULL)
+CREATE FUNCTION adstream.prune_outbox(pipeline text DEFAULT NULL, max_rows integer DEFAULT NULL)
 RETURNS bigint
 LANGUAGE plpgsql
 VOLATILE
@@ -637,16 +864,19 @@ BEGIN
 		 GROUP BY s.pipeline_id
 	), gone AS (
 		DELETE FROM adstream.outbox AS o
-		 USING delivered AS d
-		 WHERE o.pipeline_id = d.pipeline_id AND o.id <= d.acked_id
+		 WHERE o.id = ANY (ARRAY(
+				SELECT x.id FROM adstream.outbox AS x
+				  JOIN delivered AS d ON x.pipeline_id = d.pipeline_id AND x.id <= d.acked_id
+				 ORDER BY x.id
+				 LIMIT prune_outbox.max_rows))
 		RETURNING 1
 	)
 	SELECT count(*) INTO pruned FROM gone;
 	RETURN pruned;
 END
 $$;
-COMMENT ON FUNCTION adstream.prune_outbox(text) IS
-	'Deletes the output records that every sink of the pipeline (of every pipeline with sinks, when NULL) has committed to Kafka, and returns how many. Producer workers call it after each delivery; records of a pipeline without sinks stay.';
+COMMENT ON FUNCTION adstream.prune_outbox(text, integer) IS
+	'Deletes the output records that every sink of the pipeline (of every pipeline with sinks, when NULL) has committed to Kafka, at most max_rows of them (all, when NULL), and returns how many. Producer workers call it after each delivery; records of a pipeline without sinks stay.';
 
 CREATE FUNCTION adstream._check_sink(
 	topic text,
@@ -849,6 +1079,8 @@ RETURNS TABLE (
 	emit_mode text,
 	allowed_lateness interval,
 	idle_timeout interval,
+	minute_retention interval,
+	hour_retention interval,
 	created_at timestamptz,
 	updated_at timestamptz)
 LANGUAGE sql
@@ -865,7 +1097,8 @@ AS $$
 				ELSE (SELECT coalesce(jsonb_object_agg(k, '********'), '{}')
 						FROM jsonb_object_keys(p.kafka_properties) AS k) END,
 		   p.batch_size, p.batch_time, p.enabled, p.workers, p.region, p.emit_mode,
-		   p.allowed_lateness, p.idle_timeout, p.created_at, p.updated_at
+		   p.allowed_lateness, p.idle_timeout, p.minute_retention, p.hour_retention,
+		   p.created_at, p.updated_at
 	  FROM adstream.pipeline AS p
 	 ORDER BY p.name
 $$;
@@ -1153,34 +1386,48 @@ COMMENT ON VIEW adstream.ad_minute_stats IS
 CREATE VIEW adstream.ad_hourly_stats AS
 SELECT p.name AS pipeline,
 	   s.ad_id,
-	   date_trunc('hour', s.window_start, 'UTC') AS window_start,
-	   date_trunc('hour', s.window_start, 'UTC') + interval '1 hour' AS window_end,
+	   s.window_start,
+	   s.window_start + interval '1 hour' AS window_end,
 	   sum(s.impressions)::bigint AS impressions,
 	   sum(s.clicks)::bigint AS clicks,
 	   (sum(s.spend_micros) / 1000000.0)::numeric(20,6) AS spend,
 	   CASE WHEN sum(s.impressions) > 0
 			THEN round(sum(s.clicks)::numeric / sum(s.impressions), 6) END AS ctr
-  FROM adstream.minute_total AS s
+  FROM (SELECT pipeline_id, date_trunc('hour', window_start, 'UTC') AS window_start, ad_id,
+			   impressions, clicks, spend_micros
+		  FROM adstream.minute_total
+		UNION ALL
+		SELECT pipeline_id, window_start, ad_id, impressions, clicks, spend_micros
+		  FROM adstream.hour_stat) AS s
   JOIN adstream.pipeline AS p ON p.id = s.pipeline_id
- GROUP BY p.name, s.ad_id, date_trunc('hour', s.window_start, 'UTC');
+ GROUP BY p.name, s.ad_id, s.window_start;
 COMMENT ON VIEW adstream.ad_hourly_stats IS
-	'Per-ad hourly rollup of adstream.ad_minute_stats (hours in UTC).';
+	'Per-ad hourly totals (hours in UTC): the live minutes of adstream.ad_minute_stats and the hours rolled up from minutes past minute_retention.';
 
 CREATE VIEW adstream.ad_daily_stats AS
 SELECT p.name AS pipeline,
 	   s.ad_id,
-	   date_trunc('day', s.window_start, 'UTC') AS window_start,
-	   date_trunc('day', s.window_start, 'UTC') + interval '1 day' AS window_end,
+	   s.window_start,
+	   s.window_start + interval '1 day' AS window_end,
 	   sum(s.impressions)::bigint AS impressions,
 	   sum(s.clicks)::bigint AS clicks,
 	   (sum(s.spend_micros) / 1000000.0)::numeric(20,6) AS spend,
 	   CASE WHEN sum(s.impressions) > 0
 			THEN round(sum(s.clicks)::numeric / sum(s.impressions), 6) END AS ctr
-  FROM adstream.minute_total AS s
+  FROM (SELECT pipeline_id, date_trunc('day', window_start, 'UTC') AS window_start, ad_id,
+			   impressions, clicks, spend_micros
+		  FROM adstream.minute_total
+		UNION ALL
+		SELECT pipeline_id, date_trunc('day', window_start, 'UTC'), ad_id, impressions, clicks,
+			   spend_micros
+		  FROM adstream.hour_stat
+		UNION ALL
+		SELECT pipeline_id, window_start, ad_id, impressions, clicks, spend_micros
+		  FROM adstream.day_stat) AS s
   JOIN adstream.pipeline AS p ON p.id = s.pipeline_id
- GROUP BY p.name, s.ad_id, date_trunc('day', s.window_start, 'UTC');
+ GROUP BY p.name, s.ad_id, s.window_start;
 COMMENT ON VIEW adstream.ad_daily_stats IS
-	'Per-ad daily rollup of adstream.ad_minute_stats (days in UTC).';
+	'Per-ad daily totals (days in UTC): live minutes, rolled-up hours and rolled-up days together.';
 
 CREATE FUNCTION adstream._worker_status()
 RETURNS TABLE (
@@ -1322,6 +1569,991 @@ SELECT p.name AS pipeline,
 	ON w.sink_id = k.id AND w.version = (extract(epoch FROM k.updated_at) * 1000000)::int8;
 COMMENT ON VIEW adstream.sink_status IS
 	'Per sink: its producer worker''s pid and state, the last outbox id committed to Kafka (acked_id), the records still to send (backlog), and the worker''s counters since it started with the sink''s current options: committed transactions and their records, transactions aborted and sent again, times fenced by a newer producer, last commit and last error. latency_p50_ms/latency_p99_ms: from an output record''s creation to the Kafka commit that holds it.';
+
+-------------------------------------------------------------------------------
+-- Orders pipelines: attribution, enrichment, emission
+-------------------------------------------------------------------------------
+
+CREATE FUNCTION adstream._now()
+RETURNS timestamptz
+AS 'MODULE_PATHNAME', 'adstream_now_sql'
+LANGUAGE C
+STABLE
+PARALLEL SAFE;
+COMMENT ON FUNCTION adstream._now() IS
+	'Internal: the time adstream works with: the transaction start, or adstream.clock_override when a test set it.';
+
+CREATE FUNCTION adstream.order_uuid(order_id text)
+RETURNS uuid
+AS 'MODULE_PATHNAME', 'adstream_order_uuid'
+LANGUAGE C
+IMMUTABLE
+STRICT
+PARALLEL SAFE;
+COMMENT ON FUNCTION adstream.order_uuid(text) IS
+	'The UUID of an attributed order''s output record: name-based (SHA-1, version 5) on the order id alone, so every region and every version of the order''s record shares it.';
+
+CREATE FUNCTION adstream._check_order_options(
+	events_pipeline_id integer,
+	attribution_rule text,
+	click_window interval,
+	view_window interval,
+	grace_period interval,
+	enrich_timeout interval,
+	enrich_max_attempts integer,
+	enrich_backoff interval)
+RETURNS void
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	keep interval;
+	opt record;
+BEGIN
+	IF attribution_rule IS NULL
+	   OR attribution_rule NOT IN ('last_click_then_view', 'last_touch', 'last_click') THEN
+		RAISE EXCEPTION 'option "attribution_rule" must be last_click_then_view, last_touch or last_click: %',
+			coalesce(quote_literal(attribution_rule), 'null')
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	SELECT p.attribution_window INTO keep FROM adstream.pipeline AS p
+	 WHERE p.id = events_pipeline_id;
+	FOR opt IN
+		SELECT * FROM (VALUES ('click_window', click_window, interval '1 microsecond', keep),
+							  ('view_window', view_window, interval '0', keep),
+							  ('grace_period', grace_period, interval '0', interval '1 day'),
+							  ('enrich_timeout', enrich_timeout, interval '1 millisecond', interval '1 hour'),
+							  ('enrich_backoff', enrich_backoff, interval '1 millisecond', interval '1 day'))
+			AS o(name, value, lo, hi)
+	LOOP
+		IF opt.value IS NULL OR opt.value < opt.lo OR opt.value > opt.hi
+		   OR extract(month FROM opt.value) <> 0 OR extract(year FROM opt.value) <> 0 THEN
+			RAISE EXCEPTION 'option "%" must be between % and %: %', opt.name, opt.lo, opt.hi,
+				coalesce(opt.value::text, 'null')
+				USING ERRCODE = 'invalid_parameter_value',
+					  HINT = CASE WHEN opt.name IN ('click_window', 'view_window')
+							 THEN 'The events pipeline keeps its events for its attribution_window; raise that first.' END;
+		END IF;
+	END LOOP;
+	PERFORM adstream._check_int('enrich_max_attempts', enrich_max_attempts, 1, 100);
+END
+$$;
+COMMENT ON FUNCTION adstream._check_order_options(integer, text, interval, interval, interval, interval, integer, interval) IS
+	'Internal: validates the attribution options of an orders pipeline, raising invalid_parameter_value with the offending option named.';
+
+CREATE FUNCTION adstream._enrich_function(fn text)
+RETURNS regprocedure
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	proc regprocedure;
+BEGIN
+	IF fn IS NULL OR fn = '' THEN
+		RETURN NULL;
+	END IF;
+	proc := to_regprocedure(CASE WHEN fn LIKE '%(%' THEN fn ELSE fn || '(jsonb)' END);
+	IF proc IS NULL THEN
+		RAISE EXCEPTION 'enrichment function %(jsonb) does not exist', fn
+			USING ERRCODE = 'undefined_function',
+				  HINT = 'Give a schema-qualified function that takes one jsonb argument and returns jsonb.';
+	END IF;
+	IF (SELECT p.prorettype <> 'jsonb'::regtype OR p.proretset OR p.pronargs <> 1
+			   OR p.proargtypes[0] <> 'jsonb'::regtype
+		  FROM pg_proc AS p WHERE p.oid = proc) THEN
+		RAISE EXCEPTION 'enrichment function % must take one jsonb argument and return jsonb', proc
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF NOT has_function_privilege(session_user, proc, 'EXECUTE') THEN
+		RAISE EXCEPTION 'role "%" may not execute enrichment function %', session_user, proc
+			USING ERRCODE = 'insufficient_privilege';
+	END IF;
+	RETURN proc;
+END
+$$;
+COMMENT ON FUNCTION adstream._enrich_function(text) IS
+	'Internal: resolves an enrichment hook name to a function(jsonb) returning jsonb that the calling role may execute.';
+
+CREATE FUNCTION adstream.create_orders_pipeline(
+	name text,
+	events_pipeline text,
+	topic text DEFAULT NULL,
+	bootstrap_servers text DEFAULT NULL,
+	attribution_rule text DEFAULT 'last_click_then_view',
+	click_window interval DEFAULT '7 days',
+	view_window interval DEFAULT '1 day',
+	grace_period interval DEFAULT '30 seconds',
+	enrich_function text DEFAULT NULL,
+	enrich_timeout interval DEFAULT '5 seconds',
+	enrich_max_attempts integer DEFAULT 5,
+	enrich_backoff interval DEFAULT '1 second',
+	emit_mode text DEFAULT 'final',
+	max_event_age interval DEFAULT '1 day',
+	max_future_skew interval DEFAULT '5 minutes',
+	dedup_horizon interval DEFAULT NULL,
+	max_message_bytes integer DEFAULT 1048576,
+	start_from text DEFAULT 'earliest',
+	kafka_properties jsonb DEFAULT '{}',
+	batch_size integer DEFAULT 10000,
+	batch_time interval DEFAULT '100 milliseconds',
+	enabled boolean DEFAULT true,
+	workers integer DEFAULT 1,
+	minute_retention interval DEFAULT '7 days',
+	hour_retention interval DEFAULT '90 days')
+RETURNS void
+LANGUAGE plpgsql
+VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	ev adstream.pipeline;
+	proc regprocedure;
+BEGIN
+	SELECT * INTO ev FROM adstream.pipeline AS p WHERE p.name = events_pipeline FOR KEY SHARE;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'events pipeline "%" does not exist', events_pipeline
+			USING ERRCODE = 'undefined_object';
+	END IF;
+	IF ev.kind <> 'ad_events' THEN
+		RAISE EXCEPTION 'pipeline "%" is an orders pipeline, not an ad-events pipeline', events_pipeline
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF emit_mode IS NULL OR emit_mode NOT IN ('none', 'final') THEN
+		RAISE EXCEPTION 'option "emit_mode" of an orders pipeline must be none or final: %',
+			coalesce(quote_literal(emit_mode), 'null')
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'An orders pipeline emits one record per order once it is decided.';
+	END IF;
+	PERFORM adstream._check_order_options(ev.id, attribution_rule, click_window, view_window,
+										  grace_period, enrich_timeout, enrich_max_attempts,
+										  enrich_backoff);
+	proc := adstream._enrich_function(enrich_function);
+	PERFORM adstream.create_pipeline(name => name, max_event_age => max_event_age,
+		max_future_skew => max_future_skew, dedup_horizon => dedup_horizon,
+		attribution_window => interval '0', max_message_bytes => max_message_bytes,
+		topic => topic, bootstrap_servers => bootstrap_servers, start_from => start_from,
+		kafka_properties => kafka_properties, batch_size => batch_size,
+		batch_time => batch_time, enabled => enabled, workers => workers,
+		region => ev.region, emit_mode => emit_mode, minute_retention => minute_retention,
+		hour_retention => hour_retention);
+	UPDATE adstream.pipeline AS p SET kind = 'orders' WHERE p.name = create_orders_pipeline.name;
+	INSERT INTO adstream.order_options (pipeline_id, events_pipeline_id, attribution_rule,
+		click_window, view_window, grace_period, enrich_function, enrich_role, enrich_timeout,
+		enrich_max_attempts, enrich_backoff)
+	SELECT p.id, ev.id, attribution_rule, click_window, view_window, grace_period, proc,
+		   CASE WHEN proc IS NOT NULL THEN session_user END, enrich_timeout,
+		   enrich_max_attempts, enrich_backoff
+	  FROM adstream.pipeline AS p WHERE p.name = create_orders_pipeline.name;
+END
+$$;
+COMMENT ON FUNCTION adstream.create_orders_pipeline(text, text, text, text, text, interval, interval, interval, text, interval, integer, interval, text, interval, interval, interval, integer, text, jsonb, integer, interval, boolean, integer, interval, interval) IS
+	'Creates an orders pipeline: orders (from a Kafka topic, or adstream.ingest()) are deduplicated by order id, wait grace_period, are attributed to the ad events of events_pipeline by the same user for the same store, optionally enriched by a hook, and emitted (emit_mode final) as one record each. The region is the events pipeline''s.';
+
+CREATE FUNCTION adstream.alter_orders_pipeline(
+	name text,
+	attribution_rule text DEFAULT NULL,
+	click_window interval DEFAULT NULL,
+	view_window interval DEFAULT NULL,
+	grace_period interval DEFAULT NULL,
+	enrich_function text DEFAULT NULL,
+	enrich_timeout interval DEFAULT NULL,
+	enrich_max_attempts integer DEFAULT NULL,
+	enrich_backoff interval DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql
+VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	o adstream.order_options;
+BEGIN
+	SELECT x.* INTO o FROM adstream.order_options AS x
+	  JOIN adstream.pipeline AS p ON p.id = x.pipeline_id
+	 WHERE p.name = alter_orders_pipeline.name FOR NO KEY UPDATE OF x;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'orders pipeline "%" does not exist', alter_orders_pipeline.name
+			USING ERRCODE = 'undefined_object';
+	END IF;
+	o.attribution_rule := coalesce(alter_orders_pipeline.attribution_rule, o.attribution_rule);
+	o.click_window := coalesce(alter_orders_pipeline.click_window, o.click_window);
+	o.view_window := coalesce(alter_orders_pipeline.view_window, o.view_window);
+	o.grace_period := coalesce(alter_orders_pipeline.grace_period, o.grace_period);
+	o.enrich_timeout := coalesce(alter_orders_pipeline.enrich_timeout, o.enrich_timeout);
+	o.enrich_max_attempts := coalesce(alter_orders_pipeline.enrich_max_attempts, o.enrich_max_attempts);
+	o.enrich_backoff := coalesce(alter_orders_pipeline.enrich_backoff, o.enrich_backoff);
+	IF alter_orders_pipeline.enrich_function IS NOT NULL THEN
+		-- '' removes the hook
+		o.enrich_function := adstream._enrich_function(alter_orders_pipeline.enrich_function);
+		o.enrich_role := CASE WHEN o.enrich_function IS NOT NULL THEN session_user END;
+	END IF;
+	PERFORM adstream._check_order_options(o.events_pipeline_id, o.attribution_rule,
+										  o.click_window, o.view_window, o.grace_period,
+										  o.enrich_timeout, o.enrich_max_attempts,
+										  o.enrich_backoff);
+	UPDATE adstream.order_options AS x
+	   SET attribution_rule = o.attribution_rule, click_window = o.click_window,
+		   view_window = o.view_window, grace_period = o.grace_period,
+		   enrich_function = o.enrich_function, enrich_role = o.enrich_role,
+		   enrich_timeout = o.enrich_timeout, enrich_max_attempts = o.enrich_max_attempts,
+		   enrich_backoff = o.enrich_backoff
+	 WHERE x.pipeline_id = o.pipeline_id;
+	UPDATE adstream.pipeline AS p SET updated_at = now() WHERE p.id = o.pipeline_id;
+END
+$$;
+COMMENT ON FUNCTION adstream.alter_orders_pipeline(text, text, interval, interval, interval, text, interval, integer, interval) IS
+	'Changes the attribution options of an orders pipeline; options left NULL keep their value, and enrich_function => '''' removes the hook. Orders not yet decided are decided with the new options.';
+
+CREATE FUNCTION adstream._order_document(o adstream.attributed_order, pipeline text, region text)
+RETURNS jsonb
+LANGUAGE sql
+IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT jsonb_build_object(
+			   'record_uuid', adstream.order_uuid(o.order_id),
+			   'version', o.version,
+			   'pipeline', pipeline,
+			   'region', region,
+			   'order_id', o.order_id,
+			   'user_id', o.user_id,
+			   'store_id', o.store_id,
+			   'order_time', to_char(o.order_time AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
+			   'order_time_ms', floor(extract(epoch FROM o.order_time) * 1000)::bigint,
+			   'amount', (o.amount_micros / 1000000.0)::numeric(20,6),
+			   'amount_micros', o.amount_micros,
+			   'currency', o.currency,
+			   'attribution', o.attribution,
+			   'ad_id', o.ad_id,
+			   'campaign_id', o.campaign_id,
+			   'advertiser_id', o.advertiser_id,
+			   'touch_event_id', o.touch_event_id,
+			   'touch_time', to_char(o.touch_time AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'))
+$$;
+COMMENT ON FUNCTION adstream._order_document(adstream.attributed_order, text, text) IS
+	'Internal: an attributed order as JSON, as the enrichment hook receives it; its output record adds enrichment and enrichment_status.';
+
+CREATE FUNCTION adstream._order_payload(o adstream.attributed_order, pipeline text, region text)
+RETURNS text
+LANGUAGE sql
+IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT (adstream._order_document(o, pipeline, region)
+			|| jsonb_build_object('enrichment', o.enrichment,
+								  'enrichment_status', o.enrichment_status))::text
+$$;
+COMMENT ON FUNCTION adstream._order_payload(adstream.attributed_order, text, text) IS
+	'Internal: the JSON text of an attributed order''s output record.';
+
+CREATE FUNCTION adstream._emit_orders(pipeline_id integer, keys uuid[])
+RETURNS bigint
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	n bigint;
+BEGIN
+	-- every writer of the outbox holds this lock until it commits (see
+	-- fold_minute_stats): ids become visible in id order
+	LOCK TABLE adstream.outbox IN SHARE ROW EXCLUSIVE MODE;
+	INSERT INTO adstream.outbox (pipeline_id, record_uuid, version, payload)
+	SELECT o.pipeline_id, adstream.order_uuid(o.order_id), o.version,
+		   adstream._order_payload(o, p.name, p.region)
+	  FROM adstream.attributed_order AS o
+	  JOIN adstream.pipeline AS p ON p.id = o.pipeline_id AND p.emit_mode <> 'none'
+	 WHERE o.pipeline_id = _emit_orders.pipeline_id AND o.order_key = ANY (keys)
+	 ORDER BY o.order_time, o.order_key;
+	GET DIAGNOSTICS n = ROW_COUNT;
+	IF n > 0 THEN
+		PERFORM adstream._wake_sinks();
+	END IF;
+	UPDATE adstream.order_options AS x SET emitted = x.emitted + n
+	 WHERE x.pipeline_id = _emit_orders.pipeline_id;
+	RETURN n;
+END
+$$;
+COMMENT ON FUNCTION adstream._emit_orders(integer, uuid[]) IS
+	'Internal: writes the output records of orders that are done to adstream.outbox (unless the pipeline''s emit_mode is none).';
+
+CREATE FUNCTION adstream._decide_orders(pipeline_id integer, now timestamptz, max_rows integer)
+RETURNS bigint
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	opt adstream.order_options;
+	n bigint;
+	done_keys uuid[];
+BEGIN
+	SELECT * INTO opt FROM adstream.order_options AS x WHERE x.pipeline_id = _decide_orders.pipeline_id;
+	IF NOT FOUND THEN
+		RETURN 0;
+	END IF;
+	WITH due AS (
+		SELECT o.order_key FROM adstream.attributed_order AS o
+		 WHERE o.pipeline_id = _decide_orders.pipeline_id AND o.state = 'pending'
+		   AND o.due_at <= _decide_orders.now
+		 ORDER BY o.due_at
+		 LIMIT max_rows
+		   FOR UPDATE SKIP LOCKED
+	), matched AS (
+		-- the same user, the same store, at or before the order, within the
+		-- window of its kind; the rule orders the candidates
+		SELECT o.order_key, t.event_type, t.ad_id, t.campaign_id, t.advertiser_id,
+			   t.event_id, t.event_time
+		  FROM due AS d
+		  JOIN adstream.attributed_order AS o
+			ON o.pipeline_id = _decide_orders.pipeline_id AND o.order_key = d.order_key
+		  LEFT JOIN LATERAL (
+				SELECT e.event_type, e.ad_id, e.campaign_id, e.advertiser_id, e.event_id,
+					   e.event_time
+				  FROM adstream.event AS e
+				 WHERE e.pipeline_id = opt.events_pipeline_id
+				   AND e.user_id = o.user_id AND e.store_id = o.store_id
+				   AND e.event_time <= o.order_time
+				   AND ((e.event_type = 'click'
+						 AND e.event_time >= o.order_time - opt.click_window)
+						OR (e.event_type = 'impression' AND opt.attribution_rule <> 'last_click'
+							AND e.event_time >= o.order_time - opt.view_window))
+				 ORDER BY (opt.attribution_rule = 'last_click_then_view'
+						   AND e.event_type = 'click') DESC,
+						  e.event_time DESC, (e.event_type = 'click') DESC, e.event_id DESC
+				 LIMIT 1) AS t ON true
+	), decided AS (
+		UPDATE adstream.attributed_order AS o
+		   SET state = CASE WHEN opt.enrich_function IS NULL THEN 'done' ELSE 'enriching' END,
+			   due_at = _decide_orders.now,
+			   attribution = CASE m.event_type WHEN 'click' THEN 'click'
+											   WHEN 'impression' THEN 'view'
+											   ELSE 'none' END,
+			   ad_id = m.ad_id,
+			   campaign_id = m.campaign_id,
+			   advertiser_id = m.advertiser_id,
+			   touch_event_id = m.event_id,
+			   touch_time = m.event_time,
+			   decided_at = _decide_orders.now,
+			   enrichment_status = CASE WHEN opt.enrich_function IS NULL THEN 'none' END,
+			   version = CASE WHEN opt.enrich_function IS NULL THEN 1 ELSE 0 END
+		  FROM matched AS m
+		 WHERE o.pipeline_id = _decide_orders.pipeline_id AND o.order_key = m.order_key
+		RETURNING o.*
+	), revenue AS (
+		INSERT INTO adstream.revenue_minute AS r
+			   (pipeline_id, window_start, ad_id, currency, campaign_id, orders, click_orders,
+				revenue_micros)
+		SELECT _decide_orders.pipeline_id, date_trunc('minute', d.order_time, 'UTC'), d.ad_id,
+			   d.currency, (array_agg(d.campaign_id ORDER BY d.touch_time DESC))[1],
+			   count(*), count(*) FILTER (WHERE d.attribution = 'click'), sum(d.amount_micros)
+		  FROM decided AS d
+		 WHERE d.attribution <> 'none'
+		 GROUP BY date_trunc('minute', d.order_time, 'UTC'), d.ad_id, d.currency
+		 ORDER BY 2, 3, 4
+		ON CONFLICT ON CONSTRAINT revenue_minute_pkey DO UPDATE
+		   SET orders = r.orders + excluded.orders,
+			   click_orders = r.click_orders + excluded.click_orders,
+			   revenue_micros = r.revenue_micros + excluded.revenue_micros,
+			   campaign_id = coalesce(excluded.campaign_id, r.campaign_id)
+		RETURNING 1
+	), counted AS (
+		UPDATE adstream.order_options AS x
+		   SET decided = x.decided + c.n,
+			   attributed_click = x.attributed_click + c.clicks,
+			   attributed_view = x.attributed_view + c.views,
+			   unattributed = x.unattributed + c.n - c.clicks - c.views
+		  FROM (SELECT count(*) AS n,
+					   count(*) FILTER (WHERE d.attribution = 'click') AS clicks,
+					   count(*) FILTER (WHERE d.attribution = 'view') AS views
+				  FROM decided AS d) AS c
+		 WHERE x.pipeline_id = _decide_orders.pipeline_id
+		RETURNING c.n
+	)
+	-- (revenue runs whether read or not: data-modifying CTEs always do)
+	SELECT (SELECT c.n FROM counted AS c),
+		   (SELECT array_agg(d.order_key) FROM decided AS d WHERE d.state = 'done')
+	  INTO n, done_keys;
+	IF done_keys IS NOT NULL THEN
+		PERFORM adstream._emit_orders(_decide_orders.pipeline_id, done_keys);
+	END IF;
+	RETURN coalesce(n, 0);
+END
+$$;
+COMMENT ON FUNCTION adstream._decide_orders(integer, timestamptz, integer) IS
+	'Internal: decides at most max_rows orders of an orders pipeline whose grace period is over: attributes them, adds their revenue, and emits those without a hook.';
+
+CREATE FUNCTION adstream._finish_enrichment(pipeline_id integer, now timestamptz, keys uuid[],
+											enrichments jsonb[], errors text[])
+RETURNS bigint
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	opt adstream.order_options;
+	done_keys uuid[];
+	n_ok bigint;
+	n_failed bigint;
+	n_retry bigint;
+BEGIN
+	SELECT * INTO opt FROM adstream.order_options AS x
+	 WHERE x.pipeline_id = _finish_enrichment.pipeline_id;
+	WITH r AS (
+		SELECT * FROM unnest(keys, enrichments, errors) AS u(k, e, err)
+	), upd AS (
+		UPDATE adstream.attributed_order AS o
+		   SET enrich_attempts = o.enrich_attempts + 1,
+			   enrich_error = r.err,
+			   enrichment = r.e,
+			   state = CASE WHEN r.err IS NULL OR o.enrich_attempts + 1 >= opt.enrich_max_attempts
+							THEN 'done' ELSE 'enriching' END,
+			   enrichment_status = CASE WHEN r.err IS NULL THEN 'ok'
+										WHEN o.enrich_attempts + 1 >= opt.enrich_max_attempts
+										THEN 'failed' END,
+			   version = CASE WHEN r.err IS NULL OR o.enrich_attempts + 1 >= opt.enrich_max_attempts
+							  THEN 1 ELSE 0 END,
+			   -- backoff doubles with each failed attempt, at most an hour
+			   due_at = _finish_enrichment.now
+						+ least(opt.enrich_backoff * power(2, least(o.enrich_attempts, 20)),
+								interval '1 hour')
+		  FROM r
+		 WHERE o.pipeline_id = _finish_enrichment.pipeline_id AND o.order_key = r.k
+		   AND o.state = 'enriching'
+		RETURNING o.order_key, o.state, o.enrichment_status
+	)
+	SELECT array_agg(u.order_key) FILTER (WHERE u.state = 'done'),
+		   count(*) FILTER (WHERE u.enrichment_status = 'ok'),
+		   count(*) FILTER (WHERE u.enrichment_status = 'failed'),
+		   count(*) FILTER (WHERE u.state = 'enriching')
+	  INTO done_keys, n_ok, n_failed, n_retry
+	  FROM upd AS u;
+	UPDATE adstream.order_options AS x
+	   SET enriched = x.enriched + n_ok, enrich_failed = x.enrich_failed + n_failed,
+		   enrich_retries = x.enrich_retries + n_retry
+	 WHERE x.pipeline_id = _finish_enrichment.pipeline_id;
+	IF done_keys IS NOT NULL THEN
+		PERFORM adstream._emit_orders(_finish_enrichment.pipeline_id, done_keys);
+	END IF;
+	RETURN n_ok + n_failed;
+END
+$$;
+COMMENT ON FUNCTION adstream._finish_enrichment(integer, timestamptz, uuid[], jsonb[], text[]) IS
+	'Internal: records the outcome of enrichment hook calls (an error text where one failed): done orders are emitted, failed ones retried with backoff until enrich_max_attempts, then emitted without enrichment.';
+
+CREATE FUNCTION adstream.attribute_orders(
+	pipeline text DEFAULT NULL,
+	max_rows integer DEFAULT 10000,
+	OUT pipeline_name text,
+	OUT decided bigint,
+	OUT enriched bigint,
+	OUT retried bigint)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'adstream_attribute_orders'
+LANGUAGE C
+VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION adstream.attribute_orders(text, integer) IS
+	'Decides the orders of an orders pipeline (of every one, when NULL) whose grace period is over, at most max_rows, and calls the enrichment hook for at most max_rows orders due for it, in the current transaction. The attributor workers call it continuously; call it yourself for pipelines fed with adstream.ingest() when no launcher runs. Returns per pipeline: orders decided, orders finished enriching (or given up on), hook failures to retry.';
+
+CREATE VIEW adstream.order_status AS
+SELECT p.name AS pipeline,
+	   e.name AS events_pipeline,
+	   o.attribution_rule,
+	   (SELECT count(*) FROM adstream.attributed_order AS a
+		 WHERE a.pipeline_id = o.pipeline_id AND a.state = 'pending') AS pending,
+	   (SELECT count(*) FROM adstream.attributed_order AS a
+		 WHERE a.pipeline_id = o.pipeline_id AND a.state = 'enriching') AS enriching,
+	   o.decided,
+	   o.attributed_click,
+	   o.attributed_view,
+	   o.unattributed,
+	   o.enrich_function,
+	   o.enriched,
+	   o.enrich_retries,
+	   o.enrich_failed,
+	   o.emitted,
+	   (SELECT a.enrich_error FROM adstream.attributed_order AS a
+		 WHERE a.pipeline_id = o.pipeline_id AND a.state <> 'done' AND a.enrich_error IS NOT NULL
+		 ORDER BY a.due_at DESC LIMIT 1) AS last_enrich_error
+  FROM adstream.order_options AS o
+  JOIN adstream.pipeline AS p ON p.id = o.pipeline_id
+  JOIN adstream.pipeline AS e ON e.id = o.events_pipeline_id;
+COMMENT ON VIEW adstream.order_status IS
+	'Per orders pipeline: orders waiting out their grace period (pending) or their hook (enriching), and since creation: orders decided, attributed to a click, to an impression, unattributed; hook calls that succeeded, failed and will be retried, and orders emitted without enrichment after enrich_max_attempts (enrich_failed); output records written.';
+
+CREATE VIEW adstream.ad_revenue_minute AS
+SELECT p.name AS pipeline, r.ad_id, r.campaign_id, r.currency, r.window_start,
+	   r.window_start + interval '1 minute' AS window_end,
+	   r.orders, r.click_orders, (r.revenue_micros / 1000000.0)::numeric(20,6) AS revenue
+  FROM adstream.revenue_minute AS r
+  JOIN adstream.pipeline AS p ON p.id = r.pipeline_id;
+COMMENT ON VIEW adstream.ad_revenue_minute IS
+	'Live attributed orders and revenue per ad (and its campaign), currency and minute of order time, as orders are decided. Minutes past minute_retention are in adstream.ad_revenue_hourly.';
+
+CREATE VIEW adstream.ad_revenue_hourly AS
+SELECT p.name AS pipeline, u.ad_id, max(u.campaign_id) AS campaign_id, u.currency,
+	   u.window_start, u.window_start + interval '1 hour' AS window_end,
+	   sum(u.orders)::bigint AS orders, sum(u.click_orders)::bigint AS click_orders,
+	   (sum(u.revenue_micros) / 1000000.0)::numeric(20,6) AS revenue
+  FROM (SELECT pipeline_id, date_trunc('hour', window_start, 'UTC') AS window_start, ad_id,
+			   currency, campaign_id, orders, click_orders, revenue_micros
+		  FROM adstream.revenue_minute
+		UNION ALL
+		SELECT pipeline_id, window_start, ad_id, currency, campaign_id, orders, click_orders,
+			   revenue_micros
+		  FROM adstream.revenue_hour) AS u
+  JOIN adstream.pipeline AS p ON p.id = u.pipeline_id
+ GROUP BY p.name, u.ad_id, u.currency, u.window_start;
+COMMENT ON VIEW adstream.ad_revenue_hourly IS
+	'Attributed orders and revenue per ad, currency and hour (UTC): live minutes and rolled-up hours together.';
+
+CREATE VIEW adstream.ad_revenue_daily AS
+SELECT p.name AS pipeline, u.ad_id, max(u.campaign_id) AS campaign_id, u.currency,
+	   u.window_start, u.window_start + interval '1 day' AS window_end,
+	   sum(u.orders)::bigint AS orders, sum(u.click_orders)::bigint AS click_orders,
+	   (sum(u.revenue_micros) / 1000000.0)::numeric(20,6) AS revenue
+  FROM (SELECT pipeline_id, date_trunc('day', window_start, 'UTC') AS window_start, ad_id,
+			   currency, campaign_id, orders, click_orders, revenue_micros
+		  FROM adstream.revenue_minute
+		UNION ALL
+		SELECT pipeline_id, date_trunc('day', window_start, 'UTC'), ad_id, currency,
+			   campaign_id, orders, click_orders, revenue_micros
+		  FROM adstream.revenue_hour
+		UNION ALL
+		SELECT pipeline_id, window_start, ad_id, currency, campaign_id, orders, click_orders,
+			   revenue_micros
+		  FROM adstream.revenue_day) AS u
+  JOIN adstream.pipeline AS p ON p.id = u.pipeline_id
+ GROUP BY p.name, u.ad_id, u.currency, u.window_start;
+COMMENT ON VIEW adstream.ad_revenue_daily IS
+	'Attributed orders and revenue per ad, currency and day (UTC): live minutes, rolled-up hours and days together.';
+
+-------------------------------------------------------------------------------
+-- Maintenance: bounded, idempotent steps; pg_cron or the launcher runs them
+-------------------------------------------------------------------------------
+
+CREATE FUNCTION adstream.consumed_time(pipeline text)
+RETURNS timestamptz
+LANGUAGE sql
+STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+	-- like the watermark: the slowest partition that is not idle, the newest
+	-- when all are idle; never ahead of the clock
+	SELECT least(adstream._now(),
+				 coalesce(min(o.kafka_time) FILTER (WHERE o.updated_at > now() - p.idle_timeout),
+						  max(o.kafka_time), adstream._now()))
+	  FROM adstream.pipeline AS p
+	  LEFT JOIN adstream.consumed_offset AS o
+		ON o.pipeline_id = p.id AND o.kafka_time IS NOT NULL
+	 WHERE p.name = consumed_time.pipeline
+	 GROUP BY p.id
+$$;
+COMMENT ON FUNCTION adstream.consumed_time(text) IS
+	'How far a pipeline has consumed, in Kafka time: the latest Kafka timestamp of its slowest partition that had messages within idle_timeout (of the newest partition when all are idle), and never later than now. Maintenance expires and rolls up against it, so state a lagging consumer still needs is kept. NULL for an unknown pipeline.';
+
+CREATE FUNCTION adstream._expiry_horizon(pipeline_id integer)
+RETURNS timestamptz
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	-- an ad-events pipeline's events are kept for the orders pipelines that
+	-- match against them too: until those have consumed past them, and until
+	-- no undecided order is older
+	SELECT least(adstream.consumed_time(p.name),
+				 (SELECT min(adstream.consumed_time(q.name))
+					FROM adstream.order_options AS x
+					JOIN adstream.pipeline AS q ON q.id = x.pipeline_id
+				   WHERE x.events_pipeline_id = p.id),
+				 (SELECT min(a.order_time)
+					FROM adstream.order_options AS x
+					JOIN adstream.attributed_order AS a
+					  ON a.pipeline_id = x.pipeline_id AND a.state = 'pending'
+				   WHERE x.events_pipeline_id = p.id))
+	  FROM adstream.pipeline AS p
+	 WHERE p.id = _expiry_horizon.pipeline_id
+$$;
+COMMENT ON FUNCTION adstream._expiry_horizon(integer) IS
+	'Internal: the time before which a pipeline''s stored events may expire (see adstream.expire_events).';
+
+CREATE FUNCTION adstream._check_max_rows(max_rows integer)
+RETURNS void
+LANGUAGE plpgsql
+IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF max_rows IS NULL OR max_rows < 1 THEN
+		RAISE EXCEPTION 'max_rows must be a positive integer'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+END
+$$;
+COMMENT ON FUNCTION adstream._check_max_rows(integer) IS
+	'Internal: checks the max_rows bound of a maintenance function.';
+
+CREATE FUNCTION adstream.expire_events(pipeline text DEFAULT NULL, max_rows integer DEFAULT 10000)
+RETURNS bigint
+LANGUAGE plpgsql
+VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	p record;
+	n bigint;
+	total bigint := 0;
+BEGIN
+	PERFORM adstream._check_max_rows(max_rows);
+	FOR p IN SELECT x.id, adstream._expiry_horizon(x.id) AS horizon
+			   FROM adstream.pipeline AS x
+			  WHERE x.kind = 'ad_events' AND (expire_events.pipeline IS NULL
+											  OR x.name = expire_events.pipeline)
+			  ORDER BY x.id
+	LOOP
+		EXIT WHEN total >= max_rows;
+		DELETE FROM adstream.event AS e
+		 WHERE e.ctid = ANY (ARRAY(SELECT x.ctid FROM adstream.event AS x
+								   WHERE x.pipeline_id = p.id AND x.expires_at < p.horizon
+								   LIMIT max_rows - total));
+		GET DIAGNOSTICS n = ROW_COUNT;
+		total := total + n;
+	END LOOP;
+	RETURN total;
+END
+$$;
+COMMENT ON FUNCTION adstream.expire_events(text, integer) IS
+	'Deletes at most max_rows stored events (dedup keys and attribution candidates) past expires_at in consumed Kafka time: of the pipeline, of every orders pipeline matching against it, and of its oldest undecided order. Returns how many; call again while it returns max_rows. Idempotent; takes no lock beyond the rows it deletes.';
+
+CREATE FUNCTION adstream.expire_orders(pipeline text DEFAULT NULL, max_rows integer DEFAULT 10000)
+RETURNS bigint
+LANGUAGE plpgsql
+VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	p record;
+	n bigint;
+	total bigint := 0;
+BEGIN
+	PERFORM adstream._check_max_rows(max_rows);
+	FOR p IN SELECT x.id, adstream.consumed_time(x.name) AS horizon
+			   FROM adstream.pipeline AS x
+			  WHERE x.kind = 'orders' AND (expire_orders.pipeline IS NULL
+										   OR x.name = expire_orders.pipeline)
+			  ORDER BY x.id
+	LOOP
+		EXIT WHEN total >= max_rows;
+		DELETE FROM adstream.attributed_order AS o
+		 WHERE o.ctid = ANY (ARRAY(SELECT x.ctid FROM adstream.attributed_order AS x
+								   WHERE x.pipeline_id = p.id AND x.expires_at < p.horizon
+									 AND x.state = 'done'
+								   LIMIT max_rows - total));
+		GET DIAGNOSTICS n = ROW_COUNT;
+		total := total + n;
+	END LOOP;
+	RETURN total;
+END
+$$;
+COMMENT ON FUNCTION adstream.expire_orders(text, integer) IS
+	'Deletes at most max_rows decided and emitted orders past expires_at (order time + dedup_horizon) in the pipeline''s consumed Kafka time; their revenue stays in the revenue tables. Returns how many. Idempotent.';
+
+CREATE FUNCTION adstream.rollup_stats(pipeline text DEFAULT NULL, max_rows integer DEFAULT 10000)
+RETURNS bigint
+LANGUAGE plpgsql
+VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	p record;
+	n bigint;
+	total bigint := 0;
+BEGIN
+	PERFORM adstream._check_max_rows(max_rows);
+	-- folds write minute_stat under this lock too: a window is either
+	-- folded into its minute or rolled up with it, never lost between
+	LOCK TABLE adstream.minute_stat IN SHARE ROW EXCLUSIVE MODE;
+	FOR p IN SELECT x.id, x.kind, adstream.consumed_time(x.name) AS horizon,
+					x.minute_retention, x.hour_retention
+			   FROM adstream.pipeline AS x
+			  WHERE rollup_stats.pipeline IS NULL OR x.name = rollup_stats.pipeline
+			  ORDER BY x.id
+	LOOP
+		EXIT WHEN total >= max_rows;
+		IF p.kind = 'ad_events' THEN
+			WITH moved AS (
+				DELETE FROM adstream.minute_stat AS s
+				 WHERE s.ctid = ANY (ARRAY(
+						SELECT x.ctid FROM adstream.minute_stat AS x
+						 WHERE x.pipeline_id = p.id AND NOT x.pending
+						   AND x.window_start + interval '1 minute' <= p.horizon - p.minute_retention
+						 LIMIT max_rows - total))
+				RETURNING s.*
+			), ins AS (
+				INSERT INTO adstream.hour_stat AS h
+				SELECT m.pipeline_id, date_trunc('hour', m.window_start, 'UTC'), m.ad_id,
+					   sum(m.impressions), sum(m.clicks), sum(m.spend_micros)
+				  FROM moved AS m GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+				ON CONFLICT ON CONSTRAINT hour_stat_pkey DO UPDATE
+				   SET impressions = h.impressions + excluded.impressions,
+					   clicks = h.clicks + excluded.clicks,
+					   spend_micros = h.spend_micros + excluded.spend_micros
+			)
+			SELECT count(*) INTO n FROM moved;
+			total := total + n;
+			EXIT WHEN total >= max_rows;
+			WITH moved AS (
+				DELETE FROM adstream.hour_stat AS s
+				 WHERE s.ctid = ANY (ARRAY(
+						SELECT x.ctid FROM adstream.hour_stat AS x
+						 WHERE x.pipeline_id = p.id
+						   AND x.window_start + interval '1 hour' <= p.horizon - p.hour_retention
+						 LIMIT max_rows - total))
+				RETURNING s.*
+			), ins AS (
+				INSERT INTO adstream.day_stat AS d
+				SELECT m.pipeline_id, date_trunc('day', m.window_start, 'UTC'), m.ad_id,
+					   sum(m.impressions), sum(m.clicks), sum(m.spend_micros)
+				  FROM moved AS m GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+				ON CONFLICT ON CONSTRAINT day_stat_pkey DO UPDATE
+				   SET impressions = d.impressions + excluded.impressions,
+					   clicks = d.clicks + excluded.clicks,
+					   spend_micros = d.spend_micros + excluded.spend_micros
+			)
+			SELECT count(*) INTO n FROM moved;
+			total := total + n;
+		ELSE
+			WITH moved AS (
+				DELETE FROM adstream.revenue_minute AS s
+				 WHERE s.ctid = ANY (ARRAY(
+						SELECT x.ctid FROM adstream.revenue_minute AS x
+						 WHERE x.pipeline_id = p.id
+						   AND x.window_start + interval '1 minute' <= p.horizon - p.minute_retention
+						 LIMIT max_rows - total))
+				RETURNING s.*
+			), ins AS (
+				INSERT INTO adstream.revenue_hour AS h
+				SELECT m.pipeline_id, date_trunc('hour', m.window_start, 'UTC'), m.ad_id,
+					   m.currency, max(m.campaign_id), sum(m.orders), sum(m.click_orders),
+					   sum(m.revenue_micros)
+				  FROM moved AS m GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
+				ON CONFLICT ON CONSTRAINT revenue_hour_pkey DO UPDATE
+				   SET orders = h.orders + excluded.orders,
+					   click_orders = h.click_orders + excluded.click_orders,
+					   revenue_micros = h.revenue_micros + excluded.revenue_micros,
+					   campaign_id = coalesce(excluded.campaign_id, h.campaign_id)
+			)
+			SELECT count(*) INTO n FROM moved;
+			total := total + n;
+			EXIT WHEN total >= max_rows;
+			WITH moved AS (
+				DELETE FROM adstream.revenue_hour AS s
+				 WHERE s.ctid = ANY (ARRAY(
+						SELECT x.ctid FROM adstream.revenue_hour AS x
+						 WHERE x.pipeline_id = p.id
+						   AND x.window_start + interval '1 hour' <= p.horizon - p.hour_retention
+						 LIMIT max_rows - total))
+				RETURNING s.*
+			), ins AS (
+				INSERT INTO adstream.revenue_day AS d
+				SELECT m.pipeline_id, date_trunc('day', m.window_start, 'UTC'), m.ad_id,
+					   m.currency, max(m.campaign_id), sum(m.orders), sum(m.click_orders),
+					   sum(m.revenue_micros)
+				  FROM moved AS m GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
+				ON CONFLICT ON CONSTRAINT revenue_day_pkey DO UPDATE
+				   SET orders = d.orders + excluded.orders,
+					   click_orders = d.click_orders + excluded.click_orders,
+					   revenue_micros = d.revenue_micros + excluded.revenue_micros,
+					   campaign_id = coalesce(excluded.campaign_id, d.campaign_id)
+			)
+			SELECT count(*) INTO n FROM moved;
+			total := total + n;
+		END IF;
+	END LOOP;
+	RETURN total;
+END
+$$;
+COMMENT ON FUNCTION adstream.rollup_stats(text, integer) IS
+	'Moves at most max_rows rows: 1-minute aggregates (and attributed revenue) whose window ended more than minute_retention before the pipeline''s consumed Kafka time into hourly rows, and hourly rows past hour_retention into daily rows. Windows still waiting to be emitted (emit_mode final) stay. Totals in the hourly and daily views are the same before and after. Returns how many rows moved. Idempotent.';
+
+CREATE FUNCTION adstream.run_maintenance(
+	which text DEFAULT NULL,
+	max_rows integer DEFAULT 10000,
+	runner text DEFAULT 'manual')
+RETURNS TABLE (task text, rows bigint)
+LANGUAGE plpgsql
+VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	t text;
+	n bigint;
+	started timestamptz;
+BEGIN
+	PERFORM adstream._check_max_rows(max_rows);
+	IF which IS NOT NULL AND which NOT IN
+		('expire_events', 'expire_orders', 'prune_outbox', 'rollup_stats') THEN
+		RAISE EXCEPTION 'unknown maintenance task: %', quote_literal(which)
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Tasks: expire_events, expire_orders, prune_outbox, rollup_stats.';
+	END IF;
+	FOREACH t IN ARRAY ARRAY['expire_events', 'expire_orders', 'prune_outbox', 'rollup_stats'] LOOP
+		CONTINUE WHEN which IS NOT NULL AND t <> which;
+		started := clock_timestamp();
+		BEGIN
+			n := CASE t
+				 WHEN 'expire_events' THEN adstream.expire_events(NULL, max_rows)
+				 WHEN 'expire_orders' THEN adstream.expire_orders(NULL, max_rows)
+				 WHEN 'prune_outbox' THEN adstream.prune_outbox(NULL, max_rows)
+				 ELSE adstream.rollup_stats(NULL, max_rows) END;
+			UPDATE adstream.maintenance_run AS m
+			   SET runs = m.runs + 1, rows_total = m.rows_total + n, last_started = started,
+				   last_finished = clock_timestamp(), last_rows = n, last_runner = runner
+			 WHERE m.task = t;
+		EXCEPTION WHEN OTHERS THEN
+			n := NULL;
+			UPDATE adstream.maintenance_run AS m
+			   SET runs = m.runs + 1, last_started = started, last_finished = clock_timestamp(),
+				   last_rows = NULL, last_runner = runner, last_error = SQLERRM,
+				   last_error_at = clock_timestamp()
+			 WHERE m.task = t;
+		END;
+		task := t;
+		rows := n;
+		RETURN NEXT;
+	END LOOP;
+END
+$$;
+COMMENT ON FUNCTION adstream.run_maintenance(text, integer, text) IS
+	'Runs one bounded step (at most max_rows rows) of one maintenance task (which), or of each when NULL: expire_events, expire_orders, prune_outbox, rollup_stats. Records the run in adstream.maintenance_status, an error included (an error fails only its task''s step). Returns the rows each step handled (NULL after an error).';
+
+CREATE PROCEDURE adstream.maintain(max_rows integer DEFAULT 10000,
+								   time_budget interval DEFAULT '50 seconds',
+								   runner text DEFAULT 'manual')
+LANGUAGE plpgsql
+AS $$
+-- No SECURITY DEFINER and no SET clause here: either would forbid the
+-- COMMITs between steps, which keep every step's locks short.
+DECLARE
+	deadline timestamptz := clock_timestamp() + time_budget;
+	busy text[] := ARRAY['expire_events', 'expire_orders', 'prune_outbox', 'rollup_stats'];
+	still text[];
+	r record;
+BEGIN
+	WHILE cardinality(busy) > 0 AND clock_timestamp() < deadline LOOP
+		still := '{}';
+		FOR r IN SELECT s.task, s.rows FROM unnest(busy) AS b(t),
+				 LATERAL adstream.run_maintenance(b.t, max_rows, runner) AS s LOOP
+			IF r.rows = max_rows THEN
+				still := still || r.task;
+			END IF;
+		END LOOP;
+		COMMIT;
+		busy := still;
+	END LOOP;
+END
+$$;
+COMMENT ON PROCEDURE adstream.maintain(integer, interval, text) IS
+	'Runs every maintenance task in steps of at most max_rows rows, each step its own transaction, until none has more to do or time_budget is spent. This is what adstream.schedule_maintenance() has pg_cron call; call it with CALL, outside a transaction block.';
+
+CREATE FUNCTION adstream._maintenance_schedule()
+RETURNS text
+LANGUAGE plpgsql
+STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	sched text;
+BEGIN
+	IF to_regclass('cron.job') IS NULL THEN
+		RETURN NULL;
+	END IF;
+	EXECUTE 'SELECT j.schedule FROM cron.job AS j WHERE j.jobname = ''adstream-maintenance'''
+			' AND j.database = current_database() AND j.active LIMIT 1' INTO sched;
+	RETURN sched;
+EXCEPTION WHEN insufficient_privilege OR undefined_column THEN
+	RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION adstream._maintenance_schedule() IS
+	'Internal: the pg_cron schedule of adstream''s maintenance job in this database, or NULL when pg_cron does not run it (then the launcher does).';
+
+CREATE FUNCTION adstream.schedule_maintenance(schedule text DEFAULT '* * * * *',
+											  max_rows integer DEFAULT 10000)
+RETURNS bigint
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	jobid bigint;
+BEGIN
+	PERFORM adstream._check_max_rows(max_rows);
+	IF to_regnamespace('cron') IS NULL OR to_regproc('cron.schedule') IS NULL THEN
+		RAISE EXCEPTION 'pg_cron is not installed in database "%"', current_database()
+			USING ERRCODE = 'undefined_object',
+				  HINT = 'Add pg_cron to shared_preload_libraries, set cron.database_name to this database and CREATE EXTENSION pg_cron; without it the adstream launcher runs maintenance itself.';
+	END IF;
+	EXECUTE 'SELECT cron.schedule($1, $2, $3)'
+	   INTO jobid
+	  USING 'adstream-maintenance', schedule,
+			format('CALL adstream.maintain(%s, %L, %L)', max_rows, '50 seconds', 'pg_cron');
+	RETURN jobid;
+END
+$$;
+COMMENT ON FUNCTION adstream.schedule_maintenance(text, integer) IS
+	'Schedules all maintenance with pg_cron, as one job named adstream-maintenance (CALL adstream.maintain()) on the given cron schedule, every minute by default, run as the calling role; calling it again changes the schedule. Returns the pg_cron job id. While the job exists, the launcher leaves maintenance to it.';
+
+CREATE FUNCTION adstream.unschedule_maintenance()
+RETURNS boolean
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	found boolean;
+BEGIN
+	IF to_regclass('cron.job') IS NULL THEN
+		RETURN false;
+	END IF;
+	EXECUTE 'SELECT EXISTS (SELECT 1 FROM cron.job WHERE jobname = ''adstream-maintenance'')'
+	   INTO found;
+	IF found THEN
+		EXECUTE 'SELECT cron.unschedule(''adstream-maintenance'')';
+	END IF;
+	RETURN found;
+END
+$$;
+COMMENT ON FUNCTION adstream.unschedule_maintenance() IS
+	'Removes the pg_cron maintenance job; the launcher then runs maintenance itself. Returns whether there was one.';
+
+CREATE VIEW adstream.maintenance_status AS
+SELECT m.task,
+	   coalesce('pg_cron (' || adstream._maintenance_schedule() || ')',
+				CASE WHEN current_setting('adstream.maintenance_interval', true) IN ('0', '0ms')
+					 THEN 'nobody' ELSE 'launcher' END) AS scheduled_by,
+	   m.runs,
+	   m.rows_total,
+	   m.last_started,
+	   m.last_finished,
+	   m.last_rows,
+	   m.last_runner,
+	   m.last_error,
+	   m.last_error_at
+  FROM adstream.maintenance_run AS m;
+COMMENT ON VIEW adstream.maintenance_status IS
+	'Per maintenance task: who schedules it (pg_cron with its schedule, else the launcher every adstream.maintenance_interval), its runs and rows handled, when it last started and finished, who ran it, and its last error.';
 
 CREATE VIEW adstream.dead_letter_summary AS
 SELECT p.name AS pipeline,
