@@ -16,7 +16,8 @@ SELECT p.proname
 SELECT unnest(extconfig)::regclass AS dumped
   FROM pg_extension WHERE extname = 'adstream' ORDER BY 1::text;
 
--- functions pin their search_path (window_uuid runs no SQL and needs none);
+-- functions pin their search_path (window_uuid, order_uuid and _now run no SQL and
+-- need none; the procedure maintain may not have one, to COMMIT between steps);
 -- side-effecting ones are volatile
 SELECT p.proname, p.provolatile, p.prosecdef,
        p.proconfig @> ARRAY['search_path=pg_catalog, pg_temp'] AS pinned
