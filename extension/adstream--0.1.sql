@@ -644,8 +644,8 @@ CREATE FUNCTION adstream.create_pipeline(
 	emit_mode text DEFAULT 'none',
 	allowed_lateness interval DEFAULT '10 seconds',
 	idle_timeout interval DEFAULT '1 minute',
-	minute_retention interval DEFAULT '7 days',
-	hour_retention interval DEFAULT '90 days')
+	minute_retention interval DEFAULT NULL,
+	hour_retention interval DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql
 VOLATILE
@@ -661,6 +661,8 @@ BEGIN
 	dedup_horizon := coalesce(dedup_horizon, max_event_age * 2);
 	PERFORM adstream._check_options(max_event_age, max_future_skew, dedup_horizon,
 									attribution_window, max_message_bytes);
+	minute_retention := coalesce(minute_retention, greatest(interval '7 days', max_event_age));
+	hour_retention := coalesce(hour_retention, greatest(interval '90 days', minute_retention));
 	PERFORM adstream._check_source(topic, bootstrap_servers, start_from,
 								   kafka_properties, batch_size, batch_time, workers);
 	IF enabled IS NULL THEN
@@ -696,7 +698,7 @@ EXCEPTION
 END
 $$;
 COMMENT ON FUNCTION adstream.create_pipeline(text, interval, interval, interval, interval, integer, text, text, text, jsonb, integer, interval, boolean, integer, text, text, interval, interval, interval, interval) IS
-	'Creates an ad-event pipeline, consuming a Kafka topic when topic and bootstrap_servers are given. dedup_horizon defaults to twice max_event_age. Options are validated; errors name the option.';
+	'Creates an ad-event pipeline, consuming a Kafka topic when topic and bootstrap_servers are given. dedup_horizon defaults to twice max_event_age, minute_retention to the longer of 7 days and max_event_age, hour_retention to the longer of 90 days and minute_retention. Options are validated; errors name the option.';
 
 CREATE FUNCTION adstream.alter_pipeline(
 	name text,
@@ -749,8 +751,11 @@ BEGIN
 	p.emit_mode := coalesce(alter_pipeline.emit_mode, p.emit_mode);
 	p.allowed_lateness := coalesce(alter_pipeline.allowed_lateness, p.allowed_lateness);
 	p.idle_timeout := coalesce(alter_pipeline.idle_timeout, p.idle_timeout);
-	p.minute_retention := coalesce(alter_pipeline.minute_retention, p.minute_retention);
-	p.hour_retention := coalesce(alter_pipeline.hour_retention, p.hour_retention);
+	-- retentions not given follow a longer max_event_age (and minutes)
+	p.minute_retention := coalesce(alter_pipeline.minute_retention,
+								   greatest(p.minute_retention, p.max_event_age));
+	p.hour_retention := coalesce(alter_pipeline.hour_retention,
+								 greatest(p.hour_retention, p.minute_retention));
 	PERFORM adstream._check_emit_mode(p.emit_mode, p.allowed_lateness, p.idle_timeout);
 	PERFORM adstream._check_retention(p.max_event_age, p.minute_retention, p.hour_retention);
 	IF p.kind = 'orders' AND p.emit_mode = 'changes' THEN
@@ -787,7 +792,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION adstream.alter_pipeline(text, interval, interval, interval, interval, integer, text, text, text, jsonb, integer, interval, boolean, integer, text, interval, interval, interval, interval) IS
-	'Changes options of a pipeline; options left NULL keep their value. Takes effect from the next batch.';
+	'Changes options of a pipeline; options left NULL keep their value (minute_retention and hour_retention grow with max_event_age when not given). Takes effect from the next batch.';
 
 CREATE FUNCTION adstream.drop_pipeline(name text, if_exists boolean DEFAULT false)
 RETURNS void
@@ -1700,8 +1705,8 @@ CREATE FUNCTION adstream.create_orders_pipeline(
 	batch_time interval DEFAULT '100 milliseconds',
 	enabled boolean DEFAULT true,
 	workers integer DEFAULT 1,
-	minute_retention interval DEFAULT '7 days',
-	hour_retention interval DEFAULT '90 days')
+	minute_retention interval DEFAULT NULL,
+	hour_retention interval DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql
 VOLATILE
@@ -1834,7 +1839,7 @@ AS $$
 			   'touch_time', to_char(o.touch_time AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'))
 $$;
 COMMENT ON FUNCTION adstream._order_document(adstream.attributed_order, text, text) IS
-	'Internal: an attributed order as JSON, as the enrichment hook receives it; its output record adds enrichment and enrichment_status.';
+	'Internal: an attributed order as JSON, as the enrichment hook receives it; its output record adds enrichment (the hook''s object as JSON text) and enrichment_status.';
 
 CREATE FUNCTION adstream._order_payload(o adstream.attributed_order, pipeline text, region text)
 RETURNS text
@@ -1843,7 +1848,7 @@ IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 	SELECT (adstream._order_document(o, pipeline, region)
-			|| jsonb_build_object('enrichment', o.enrichment,
+			|| jsonb_build_object('enrichment', o.enrichment::text,
 								  'enrichment_status', o.enrichment_status))::text
 $$;
 COMMENT ON FUNCTION adstream._order_payload(adstream.attributed_order, text, text) IS
