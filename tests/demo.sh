@@ -2,8 +2,9 @@
 # The demo: installs what is needed, builds, starts the embedded Kafka and a
 # private PostgreSQL with adstream preloaded, creates a pipeline on a topic,
 # produces a live ad-event stream (duplicates, late and invalid events
-# included) and shows live figures until Ctrl-C, which stops everything it
-# started.
+# included) and a stream of orders from the users who saw the ads, and
+# shows live aggregates and attributed revenue until Ctrl-C, which stops
+# everything it started.
 #
 #   bash tests/demo.sh [--rate N]      # events per second, default 2000
 set -uo pipefail
@@ -46,7 +47,7 @@ trap 'stop_all; exit 0' INT TERM
 trap stop_all EXIT
 
 echo "demo: starting the embedded Kafka and PostgreSQL in $work"
-adstream_kafka_start "$work" ad-events:4 ad-minute-stats:4 adstream-progress:1 || { echo "demo: the embedded Kafka did not start" >&2; exit 1; }
+adstream_kafka_start "$work" ad-events:4 orders:2 ad-minute-stats:4 attributed-orders:2 adstream-progress:1 || { echo "demo: the embedded Kafka did not start" >&2; exit 1; }
 adstream_pg_start "$work/pg" "$port" "adstream.database = 'postgres'" ||
 	{ echo "demo: PostgreSQL did not start" >&2; exit 1; }
 psql_cmd=(psql -X -q -h "$work/pg" -p "$port" -U postgres -d postgres -v ON_ERROR_STOP=1)
@@ -58,6 +59,11 @@ SELECT adstream.create_pipeline('demo', topic => 'ad-events', max_message_bytes 
        bootstrap_servers => '$(cat "$work/bootstrap")',
        kafka_properties => '{"fetch.wait.max.ms": 50}', batch_time => '200 ms');
 SELECT adstream.create_sink('demo', 'pinot', topic => 'ad-minute-stats');
+SELECT adstream.create_orders_pipeline('demo-orders', events_pipeline => 'demo',
+       topic => 'orders', bootstrap_servers => '$(cat "$work/bootstrap")',
+       grace_period => '5 seconds', kafka_properties => '{"fetch.wait.max.ms": 50}',
+       batch_time => '200 ms');
+SELECT adstream.create_sink('demo-orders', 'pinot-orders', topic => 'attributed-orders');
 SQL
 
 "$src/tests/kafka/adproduce" --events 1000000000 --partitions 4 --topic ad-events \
@@ -68,14 +74,39 @@ cat <<EOF
 demo: producing $rate ad events per second to topic ad-events (about 5% duplicates,
       1% invalid, 2% late); adstream's consumer worker applies them exactly once,
       and its producer worker sends each minute's changes to topic ad-minute-stats.
+demo: every 2 seconds it also produces orders to topic orders: most from users who
+      saw or clicked an ad of the store, some from users who did not, a few twice.
+      After a 5-second grace period each is attributed (last click within 7 days,
+      else last impression within 1 day, same user and store), and its record goes
+      to topic attributed-orders.
 demo: connect while it runs:  psql -h $work/pg -p $port -U postgres
 demo: Ctrl-C stops everything.
 EOF
 sleep 2
 
+# orders_round N: produce N orders (about a third without an ad behind
+# them, a few repeated) from a sample of the stored events' users and stores
+orders_round() {
+	"${psql_cmd[@]}" -t -A -c "
+		WITH seen AS (
+			SELECT user_id, store_id FROM adstream.event TABLESAMPLE SYSTEM (2)
+			 WHERE store_id IS NOT NULL LIMIT $1),
+		orders AS (
+			SELECT user_id, store_id FROM seen
+			UNION ALL
+			SELECT 'u-' || (random() * 1e9)::bigint, store_id FROM seen WHERE random() < 0.5)
+		SELECT format('{\"order_id\":\"%s\",\"user_id\":\"%s\",\"store_id\":\"%s\",\"order_time\":%s,\"amount\":%s,\"currency\":\"EUR\"}',
+		              id, user_id, store_id, (extract(epoch FROM clock_timestamp()) * 1000)::bigint,
+		              round((5 + random() * 60)::numeric, 2))
+		  FROM (SELECT *, 'o-' || md5(random()::text) AS id FROM orders) o,
+		       generate_series(1, CASE WHEN random() < 0.03 THEN 2 ELSE 1 END)" 2>/dev/null |
+		kcat -P -b "$(cat "$work/bootstrap")" -t orders 2>/dev/null
+}
+
 last_accepted=0
 last_time=$(date +%s.%N)
 while :; do
+	orders_round $(( rate / 100 + 1 ))
 	now=$(date +%s.%N)
 	read -r accepted lag state < <("${psql_cmd[@]}" -t -A -F ' ' -c "
 		SELECT coalesce(max(accepted), 0), coalesce(sum(lag), 0), coalesce(max(worker_state), '-')
@@ -99,9 +130,22 @@ while :; do
 		   AND window_start >= date_trunc('minute', now()) - interval '2 minutes'
 		 ORDER BY window_start DESC, impressions DESC, ad_id
 		 LIMIT 12" 2>/dev/null
+	"${psql_cmd[@]}" -t -A -F ' ' -c "
+		SELECT format('orders: %s decided (%s to a click, %s to an impression, %s unattributed), %s waiting out the grace period; records sent to attributed-orders: %s',
+		              decided, attributed_click, attributed_view, unattributed, pending,
+		              (SELECT coalesce(records, 0) FROM adstream.sink_status WHERE pipeline = 'demo-orders'))
+		  FROM adstream.order_status WHERE pipeline = 'demo-orders'" 2>/dev/null
 	"${psql_cmd[@]}" -c "
-		SELECT reason, messages FROM adstream.dead_letter_summary
-		 WHERE pipeline = 'demo' ORDER BY messages DESC" 2>/dev/null
+		SELECT campaign_id, currency, sum(orders) AS orders, sum(click_orders) AS via_click,
+		       sum(revenue) AS attributed_revenue
+		  FROM adstream.ad_revenue_minute
+		 WHERE pipeline = 'demo-orders'
+		   AND window_start >= date_trunc('minute', now()) - interval '5 minutes'
+		 GROUP BY campaign_id, currency
+		 ORDER BY attributed_revenue DESC LIMIT 6" 2>/dev/null
+	"${psql_cmd[@]}" -c "
+		SELECT pipeline, reason, messages FROM adstream.dead_letter_summary
+		 ORDER BY messages DESC" 2>/dev/null
 	if [ "$stopping" -eq 0 ] && ! kill -0 "$producer" 2>/dev/null; then
 		echo "demo: the producer stopped:"
 		cat "$work/produce.log"

@@ -1,6 +1,7 @@
 #!/bin/bash
 # The README's demo command, briefly: it must show live figures within a
-# minute, and Ctrl-C must stop everything it started.  Prints TAP lines.
+# minute (aggregates, attributed orders and revenue), and Ctrl-C must stop
+# everything it started.  Prints TAP lines.
 set -uo pipefail
 src=$(cd "$(dirname "$0")/.." && pwd)
 out=$(mktemp /tmp/adstream-demo-smoke.XXXXXX)
@@ -16,6 +17,9 @@ shown=0
 for _ in $(seq 1 600); do
 	if grep -q "accepted events/s" "$out" && grep -q "^ ad-[0-9]" "$out" &&
 		grep -q "records sent: [1-9][0-9]* in [1-9]" "$out" &&
+		grep -q "orders: [1-9][0-9]* decided ([1-9][0-9]* to a click" "$out" &&
+		grep -q "records sent to attributed-orders: [1-9]" "$out" &&
+		grep -q "attributed_revenue" "$out" && grep -q "^ c-[0-9]* *| EUR" "$out" &&
 		grep -q "dead_letter\|reason" "$out"; then
 		shown=1
 		break
@@ -24,9 +28,9 @@ for _ in $(seq 1 600); do
 	sleep 0.1
 done
 if [ "$shown" -eq 1 ]; then
-	echo "ok - the demo shows live per-ad minutes, output records sent to Kafka and dead letters"
+	echo "ok - the demo shows live per-ad minutes, attributed orders and revenue per campaign, output records of both sent to Kafka, and dead letters"
 else
-	echo "not ok - the demo shows live per-ad minutes, output records sent to Kafka and dead letters"
+	echo "not ok - the demo shows live per-ad minutes, attributed orders and revenue per campaign, output records of both sent to Kafka, and dead letters"
 	sed 's/^/#   /' "$out" | tail -30
 fi
 
