@@ -64,13 +64,16 @@ echo "# concurrent ingest"
 run_tap_suite concurrent concurrent/ bash tests/concurrent_ingest.sh
 
 # 4. Kafka end to end, through the embedded Kafka: a clean run, a run whose
-#    consumer worker is killed with SIGKILL 20 times, and a run with broker,
-#    request and PostgreSQL faults; then the exactly-once output of a sink,
-#    its producer stopped at each failure point, killed and cut off
+#    consumer worker is killed with SIGKILL 20 times, an ad-events and an
+#    orders pipeline whose consumers and attributor are killed while orders
+#    are attributed, and a run with broker, request and PostgreSQL faults;
+#    then the exactly-once output of a sink, its producer stopped at each
+#    failure point, killed and cut off
 echo "# Kafka"
 run_tap_suite kafka kafka/ bash tests/kafka_stream.sh
 run_tap_suite kafka-2-workers kafka-2-workers/ bash tests/kafka_stream.sh --workers 2
 run_tap_suite kafka-kill kafka-kill/ bash tests/kafka_kill.sh
+run_tap_suite kafka-orders kafka-orders/ bash tests/kafka_orders.sh
 run_tap_suite kafka-faults kafka-faults/ bash tests/kafka_faults.sh
 run_tap_suite kafka-positions kafka-positions/ bash tests/kafka_positions.sh
 run_tap_suite kafka-output kafka-output/ bash tests/kafka_output.sh
