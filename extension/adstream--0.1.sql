@@ -383,7 +383,7 @@ CREATE TABLE adstream.revenue_minute (
 	PRIMARY KEY (pipeline_id, window_start, ad_id, currency)
 );
 COMMENT ON TABLE adstream.revenue_minute IS
-	'Attributed orders and revenue per ad, currency and minute of order time (UTC), written when orders are decided. click_orders: those attributed to a click (the rest to an impression). campaign_id: of the latest event that earned one.';
+	'Attributed orders and revenue per ad, currency and minute of order time (UTC), written when orders are decided. click_orders: those attributed to a click (the rest to an impression). campaign_id: that of the event behind the most recently decided of them (an ad normally has one campaign).';
 CREATE TABLE adstream.revenue_hour (LIKE adstream.revenue_minute INCLUDING ALL);
 COMMENT ON TABLE adstream.revenue_hour IS
 	'adstream.revenue_minute rows past the orders pipeline''s minute_retention, rolled up per hour.';
@@ -1909,7 +1909,8 @@ BEGIN
 		   FOR UPDATE SKIP LOCKED
 	), matched AS (
 		-- the same user, the same store, at or before the order, within the
-		-- window of its kind; the rule orders the candidates
+		-- window of its kind; the rule orders the candidates.  Windows are
+		-- exact durations (a day is 24 hours whatever the time zone).
 		SELECT o.order_key, t.event_type, t.ad_id, t.campaign_id, t.advertiser_id,
 			   t.event_id, t.event_time
 		  FROM due AS d
@@ -1923,9 +1924,11 @@ BEGIN
 				   AND e.user_id = o.user_id AND e.store_id = o.store_id
 				   AND e.event_time <= o.order_time
 				   AND ((e.event_type = 'click'
-						 AND e.event_time >= o.order_time - opt.click_window)
+						 AND e.event_time >= o.order_time
+											 - extract(epoch FROM opt.click_window) * interval '1 second')
 						OR (e.event_type = 'impression' AND opt.attribution_rule <> 'last_click'
-							AND e.event_time >= o.order_time - opt.view_window))
+							AND e.event_time >= o.order_time
+												- extract(epoch FROM opt.view_window) * interval '1 second'))
 				 ORDER BY (opt.attribution_rule = 'last_click_then_view'
 						   AND e.event_type = 'click') DESC,
 						  e.event_time DESC, (e.event_type = 'click') DESC, e.event_id DESC
