@@ -1634,11 +1634,16 @@ BEGIN
 	LOOP
 		IF opt.value IS NULL OR opt.value < opt.lo OR opt.value > opt.hi
 		   OR extract(month FROM opt.value) <> 0 OR extract(year FROM opt.value) <> 0 THEN
+			-- (a RAISE option may not be NULL: no HINT where there is none)
+			IF opt.name IN ('click_window', 'view_window') THEN
+				RAISE EXCEPTION 'option "%" must be between % and %: %', opt.name, opt.lo, opt.hi,
+					coalesce(opt.value::text, 'null')
+					USING ERRCODE = 'invalid_parameter_value',
+						  HINT = 'The events pipeline keeps its events for its attribution_window; raise that first.';
+			END IF;
 			RAISE EXCEPTION 'option "%" must be between % and %: %', opt.name, opt.lo, opt.hi,
 				coalesce(opt.value::text, 'null')
-				USING ERRCODE = 'invalid_parameter_value',
-					  HINT = CASE WHEN opt.name IN ('click_window', 'view_window')
-							 THEN 'The events pipeline keeps its events for its attribution_window; raise that first.' END;
+				USING ERRCODE = 'invalid_parameter_value';
 		END IF;
 	END LOOP;
 	PERFORM adstream._check_int('enrich_max_attempts', enrich_max_attempts, 1, 100);
