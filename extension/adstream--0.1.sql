@@ -2009,6 +2009,7 @@ AS $$
 DECLARE
 	opt adstream.order_options;
 	done_keys uuid[];
+	n_done bigint;
 	n_ok bigint;
 	n_failed bigint;
 	n_retry bigint;
@@ -2016,15 +2017,19 @@ BEGIN
 	SELECT * INTO opt FROM adstream.order_options AS x
 	 WHERE x.pipeline_id = _finish_enrichment.pipeline_id;
 	WITH r AS (
-		SELECT * FROM unnest(keys, enrichments, errors) AS u(k, e, err)
+		-- neither result nor error, and no hook: it was removed while the
+		-- order waited, and no call was made
+		SELECT u.*, (u.e IS NULL AND u.err IS NULL AND opt.enrich_function IS NULL) AS no_hook
+		  FROM unnest(keys, enrichments, errors) AS u(k, e, err)
 	), upd AS (
 		UPDATE adstream.attributed_order AS o
-		   SET enrich_attempts = o.enrich_attempts + 1,
+		   SET enrich_attempts = o.enrich_attempts + CASE WHEN r.no_hook THEN 0 ELSE 1 END,
 			   enrich_error = r.err,
 			   enrichment = r.e,
 			   state = CASE WHEN r.err IS NULL OR o.enrich_attempts + 1 >= opt.enrich_max_attempts
 							THEN 'done' ELSE 'enriching' END,
-			   enrichment_status = CASE WHEN r.err IS NULL THEN 'ok'
+			   enrichment_status = CASE WHEN r.no_hook THEN 'none'
+										WHEN r.err IS NULL THEN 'ok'
 										WHEN o.enrich_attempts + 1 >= opt.enrich_max_attempts
 										THEN 'failed' END,
 			   version = CASE WHEN r.err IS NULL OR o.enrich_attempts + 1 >= opt.enrich_max_attempts
@@ -2039,10 +2044,11 @@ BEGIN
 		RETURNING o.order_key, o.state, o.enrichment_status
 	)
 	SELECT array_agg(u.order_key) FILTER (WHERE u.state = 'done'),
+		   count(*) FILTER (WHERE u.state = 'done'),
 		   count(*) FILTER (WHERE u.enrichment_status = 'ok'),
 		   count(*) FILTER (WHERE u.enrichment_status = 'failed'),
 		   count(*) FILTER (WHERE u.state = 'enriching')
-	  INTO done_keys, n_ok, n_failed, n_retry
+	  INTO done_keys, n_done, n_ok, n_failed, n_retry
 	  FROM upd AS u;
 	UPDATE adstream.order_options AS x
 	   SET enriched = x.enriched + n_ok, enrich_failed = x.enrich_failed + n_failed,
@@ -2051,11 +2057,11 @@ BEGIN
 	IF done_keys IS NOT NULL THEN
 		PERFORM adstream._emit_orders(_finish_enrichment.pipeline_id, done_keys);
 	END IF;
-	RETURN n_ok + n_failed;
+	RETURN n_done;
 END
 $$;
 COMMENT ON FUNCTION adstream._finish_enrichment(integer, timestamptz, uuid[], jsonb[], text[]) IS
-	'Internal: records the outcome of enrichment hook calls (an error text where one failed): done orders are emitted, failed ones retried with backoff until enrich_max_attempts, then emitted without enrichment.';
+	'Internal: records the outcome of enrichment hook calls (an error text where one failed): done orders are emitted, failed ones retried with backoff until enrich_max_attempts, then emitted without enrichment. Orders whose hook was removed while they waited are emitted with enrichment_status none.';
 
 CREATE FUNCTION adstream.attribute_orders(
 	pipeline text DEFAULT NULL,
