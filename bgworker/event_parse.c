@@ -677,7 +677,8 @@ take_time(ParseState *st, int f, TimestampTz *out)
 		return;
 	}
 	if (!ok)
-		fail(st, ADSTREAM_REJECT_INVALID_VALUE, psprintf("%s: %s", why, quoted(v)));
+		fail(st, ADSTREAM_REJECT_INVALID_VALUE,
+			 psprintf("%s %s: %s", st->schema->canonical[f], why, quoted(v)));
 }
 
 /* A decimal amount field (number or numeric string) in micros. */

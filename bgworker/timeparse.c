@@ -88,7 +88,7 @@ adstream_parse_iso8601(const char *s, int len, TimestampTz *result,
 	int			offset_secs = 0;
 	int64		unix_usecs;
 
-	*why = "event_time is not an ISO-8601 date and time";
+	*why = "is not an ISO-8601 date and time";
 	if (!read_digits(s, len, &pos, 4, &year) ||
 		pos >= len || s[pos++] != '-' ||
 		!read_digits(s, len, &pos, 2, &month) ||
@@ -97,7 +97,7 @@ adstream_parse_iso8601(const char *s, int len, TimestampTz *result,
 		return false;
 	if (pos >= len || (s[pos] != 'T' && s[pos] != 't' && s[pos] != ' '))
 	{
-		*why = "event_time has a date but no time of day";
+		*why = "has a date but no time of day";
 		return false;
 	}
 	pos++;
@@ -150,7 +150,7 @@ adstream_parse_iso8601(const char *s, int len, TimestampTz *result,
 			}
 			if (oh > 18 || om > 59)
 			{
-				*why = "event_time has an out-of-range time zone offset";
+				*why = "has an out-of-range time zone offset";
 				return false;
 			}
 			offset_secs = (oh * 3600 + om * 60) * (c == '-' ? -1 : 1);
@@ -165,7 +165,7 @@ adstream_parse_iso8601(const char *s, int len, TimestampTz *result,
 		day > mdays[month - 1] + (month == 2 && is_leap(year)) ||
 		hour > 23 || minute > 59 || second > 59)
 	{
-		*why = "event_time is not a valid date and time in years 1970 to 9999";
+		*why = "is not a valid date and time in years 1970 to 9999";
 		return false;
 	}
 
@@ -174,7 +174,7 @@ adstream_parse_iso8601(const char *s, int len, TimestampTz *result,
 				  USECS_PER_SEC) + usec;
 	if (unix_usecs < 0 || unix_usecs >= MAX_EPOCH_MS * 1000)
 	{
-		*why = "event_time is not a valid date and time in years 1970 to 9999";
+		*why = "is not a valid date and time in years 1970 to 9999";
 		return false;
 	}
 	*result = unix_usecs - UNIX_TO_PG_USECS;
@@ -189,7 +189,7 @@ adstream_parse_epoch_millis(const char *s, int len, TimestampTz *result,
 	bool		neg = false;
 	int64		ms = 0;
 
-	*why = "event_time is not an integer of epoch milliseconds";
+	*why = "is not an integer of epoch milliseconds";
 	if (pos < len && (s[pos] == '-' || s[pos] == '+'))
 		neg = s[pos++] == '-';
 	if (pos >= len)
@@ -208,7 +208,7 @@ adstream_parse_epoch_millis(const char *s, int len, TimestampTz *result,
 		for (; pos < len; pos++)
 			if (s[pos] < '0' || s[pos] > '9')
 				return false;
-		*why = "event_time in epoch milliseconds is outside years 1970 to 9999";
+		*why = "in epoch milliseconds is outside years 1970 to 9999";
 		return false;
 	}
 	*result = ms * 1000 - UNIX_TO_PG_USECS;

@@ -15,7 +15,8 @@
 
 /*
  * Each returns true and sets *result on success; on failure returns false
- * and sets *why to a static description.
+ * and sets *why to a static description of what is wrong with the value,
+ * to follow the name of the field it came from.
  */
 extern bool adstream_parse_iso8601(const char *s, int len,
 								   TimestampTz *result, const char **why);
