@@ -2184,10 +2184,12 @@ STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 	-- an ad-events pipeline's events are kept for the orders pipelines that
-	-- match against them too: until those have consumed past them, and until
+	-- match against them too: until those have consumed past them by their
+	-- max_event_age (an order that much older than the consumed time is
+	-- still accepted, and needs the events of its click_window), and until
 	-- no undecided order is older
 	SELECT least(adstream.consumed_time(p.name),
-				 (SELECT min(adstream.consumed_time(q.name))
+				 (SELECT min(adstream.consumed_time(q.name) - q.max_event_age)
 					FROM adstream.order_options AS x
 					JOIN adstream.pipeline AS q ON q.id = x.pipeline_id
 				   WHERE x.events_pipeline_id = p.id),
@@ -2249,7 +2251,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION adstream.expire_events(text, integer) IS
-	'Deletes at most max_rows stored events (dedup keys and attribution candidates) past expires_at in consumed Kafka time: of the pipeline, of every orders pipeline matching against it, and of its oldest undecided order. Returns how many; call again while it returns max_rows. Idempotent; takes no lock beyond the rows it deletes.';
+	'Deletes at most max_rows stored events (dedup keys and attribution candidates) past expires_at in consumed Kafka time: of the pipeline, of every orders pipeline matching against it (less that pipeline''s max_event_age, as older orders are not accepted), and of its oldest undecided order. Returns how many; call again while it returns max_rows. Idempotent; takes no lock beyond the rows it deletes.';
 
 CREATE FUNCTION adstream.expire_orders(pipeline text DEFAULT NULL, max_rows integer DEFAULT 10000)
 RETURNS bigint
