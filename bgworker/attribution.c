@@ -39,6 +39,7 @@
 #include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/resowner.h"
@@ -90,7 +91,11 @@ call_hook(HookCall *call, const char *sql, Oid role, int timeout_ms)
 		Oid			argtypes[1] = {TEXTOID};
 		Datum		args[1];
 		int			rc;
+		int			guc_level = NewGUCNestLevel();
 
+		/* the same search_path whoever calls: the worker or SQL */
+		(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET,
+								 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
 		SetUserIdAndSecContext(role, save_sec | SECURITY_RESTRICTED_OPERATION);
 		hook_timed_out = false;
 		enable_timeout_after(hook_timeout_id, timeout_ms);
@@ -111,6 +116,7 @@ call_hook(HookCall *call, const char *sql, Oid role, int timeout_ms)
 				call->result = MemoryContextStrdup(cxt, value);
 		}
 		SetUserIdAndSecContext(save_user, save_sec);
+		AtEOXact_GUC(true, guc_level);
 		ReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(cxt);
 		CurrentResourceOwner = owner;

@@ -758,6 +758,14 @@ BEGIN
 								 greatest(p.hour_retention, p.minute_retention));
 	PERFORM adstream._check_emit_mode(p.emit_mode, p.allowed_lateness, p.idle_timeout);
 	PERFORM adstream._check_retention(p.max_event_age, p.minute_retention, p.hour_retention);
+	IF EXISTS (SELECT 1 FROM adstream.order_options AS o
+				WHERE o.events_pipeline_id = p.id
+				  AND greatest(o.click_window, o.view_window) > p.attribution_window) THEN
+		RAISE EXCEPTION 'option "attribution_window" must be at least the click_window and view_window of the orders pipelines matching against "%": %',
+			p.name, p.attribution_window
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Shorten those windows first with adstream.alter_orders_pipeline().';
+	END IF;
 	IF p.kind = 'orders' AND p.emit_mode = 'changes' THEN
 		RAISE EXCEPTION 'option "emit_mode" of an orders pipeline must be none or final: changes'
 			USING ERRCODE = 'invalid_parameter_value',
@@ -861,6 +869,9 @@ AS $$
 DECLARE
 	pruned bigint;
 BEGIN
+	IF max_rows IS NOT NULL THEN
+		PERFORM adstream._check_max_rows(max_rows);
+	END IF;
 	WITH delivered AS (
 		SELECT s.pipeline_id, min(s.acked_id) AS acked_id
 		  FROM adstream.sink AS s
