@@ -2439,7 +2439,10 @@ BEGIN
 			USING ERRCODE = 'invalid_parameter_value',
 				  HINT = 'Tasks: expire_events, expire_orders, prune_outbox, rollup_stats.';
 	END IF;
-	FOREACH t IN ARRAY ARRAY['expire_events', 'expire_orders', 'prune_outbox', 'rollup_stats'] LOOP
+	-- rollup_stats before prune_outbox: a step of each in one transaction
+	-- then locks minute_stat before outbox, as folds do; the other order
+	-- deadlocks with a fold (which holds minute_stat and waits for outbox)
+	FOREACH t IN ARRAY ARRAY['expire_events', 'expire_orders', 'rollup_stats', 'prune_outbox'] LOOP
 		CONTINUE WHEN which IS NOT NULL AND t <> which;
 		started := clock_timestamp();
 		BEGIN
@@ -2467,7 +2470,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION adstream.run_maintenance(text, integer, text) IS
-	'Runs one bounded step (at most max_rows rows) of one maintenance task (which), or of each when NULL: expire_events, expire_orders, prune_outbox, rollup_stats. Records the run in adstream.maintenance_status, an error included (an error fails only its task''s step). Returns the rows each step handled (NULL after an error).';
+	'Runs one bounded step (at most max_rows rows) of one maintenance task (which), or of each when NULL, in this order: expire_events, expire_orders, rollup_stats, prune_outbox. Records the run in adstream.maintenance_status, an error included (an error fails only its task''s step). Returns the rows each step handled (NULL after an error).';
 
 CREATE PROCEDURE adstream.maintain(max_rows integer DEFAULT 10000,
 								   time_budget interval DEFAULT '50 seconds',
@@ -2478,7 +2481,8 @@ AS $$
 -- COMMITs between steps, which keep every step's locks short.
 DECLARE
 	deadline timestamptz := clock_timestamp() + time_budget;
-	busy text[] := ARRAY['expire_events', 'expire_orders', 'prune_outbox', 'rollup_stats'];
+	-- (in run_maintenance's order: minute_stat locked before outbox)
+	busy text[] := ARRAY['expire_events', 'expire_orders', 'rollup_stats', 'prune_outbox'];
 	still text[];
 	r record;
 BEGIN
