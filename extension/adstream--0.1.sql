@@ -2536,7 +2536,8 @@ DECLARE
 	jobid bigint;
 BEGIN
 	PERFORM adstream._check_max_rows(max_rows);
-	IF to_regnamespace('cron') IS NULL OR to_regproc('cron.schedule') IS NULL THEN
+	-- (to_regproc('cron.schedule') is NULL: pg_cron overloads it)
+	IF to_regprocedure('cron.schedule(text,text,text)') IS NULL THEN
 		RAISE EXCEPTION 'pg_cron is not installed in database "%"', current_database()
 			USING ERRCODE = 'undefined_object',
 				  HINT = 'Add pg_cron to shared_preload_libraries, set cron.database_name to this database and CREATE EXTENSION pg_cron; without it the adstream launcher runs maintenance itself.';
