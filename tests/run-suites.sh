@@ -83,6 +83,13 @@ run_tap_suite read-committed read-committed/ bash tests/kafka_read_committed.sh
 # the SQL API on a server that does not preload adstream
 run_tap_suite no-preload no-preload/ bash tests/no_preload.sh
 
+# maintenance: expiry and rollups under concurrent ingest, folds and
+# maintenance sessions; then scheduled by pg_cron and handed back to the
+# launcher
+echo "# maintenance"
+run_tap_suite maintenance-ingest maintenance-ingest/ bash tests/maintenance_ingest.sh
+run_tap_suite pg-cron pg-cron/ bash tests/pg_cron.sh
+
 # 5. the Pinot and Hive contracts in docker/ against emitted records
 echo "# contracts"
 run_tap_suite contracts contracts/ bash tests/contracts.sh
