@@ -1857,15 +1857,22 @@ $$;
 COMMENT ON FUNCTION adstream._order_document(adstream.attributed_order, text, text) IS
 	'Internal: an attributed order as JSON, as the enrichment hook receives it; its output record adds enrichment (the hook''s object as JSON text) and enrichment_status.';
 
+-- PL/pgSQL, not SQL: a SQL function (one that cannot be inlined, as a SET
+-- clause prevents) sets up a new executor for its body at every call, so
+-- the SQL function it calls in turn was parsed and planned again for every
+-- order, four times the cost of the document itself.  PL/pgSQL keeps its
+-- plan, and the inner function's, for the transaction.
 CREATE FUNCTION adstream._order_payload(o adstream.attributed_order, pipeline text, region text)
 RETURNS text
-LANGUAGE sql
+LANGUAGE plpgsql
 IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-	SELECT (adstream._order_document(o, pipeline, region)
+BEGIN
+	RETURN (adstream._order_document(o, pipeline, region)
 			|| jsonb_build_object('enrichment', o.enrichment::text,
-								  'enrichment_status', o.enrichment_status))::text
+								  'enrichment_status', o.enrichment_status))::text;
+END
 $$;
 COMMENT ON FUNCTION adstream._order_payload(adstream.attributed_order, text, text) IS
 	'Internal: the JSON text of an attributed order''s output record.';
@@ -1917,7 +1924,10 @@ BEGIN
 		RETURN 0;
 	END IF;
 	WITH due AS (
-		SELECT o.order_key FROM adstream.attributed_order AS o
+		-- what the match needs comes along (a join back to the orders by
+		-- key would be planned as a hash join over every stored order)
+		SELECT o.order_key, o.user_id, o.store_id, o.order_time
+		  FROM adstream.attributed_order AS o
 		 WHERE o.pipeline_id = _decide_orders.pipeline_id AND o.state = 'pending'
 		   AND o.due_at <= _decide_orders.now
 		 ORDER BY o.due_at
@@ -1929,9 +1939,7 @@ BEGIN
 		-- exact durations (a day is 24 hours whatever the time zone).
 		SELECT o.order_key, t.event_type, t.ad_id, t.campaign_id, t.advertiser_id,
 			   t.event_id, t.event_time
-		  FROM due AS d
-		  JOIN adstream.attributed_order AS o
-			ON o.pipeline_id = _decide_orders.pipeline_id AND o.order_key = d.order_key
+		  FROM due AS o
 		  LEFT JOIN LATERAL (
 				SELECT e.event_type, e.ad_id, e.campaign_id, e.advertiser_id, e.event_id,
 					   e.event_time
@@ -1966,6 +1974,8 @@ BEGIN
 			   version = CASE WHEN opt.enrich_function IS NULL THEN 1 ELSE 0 END
 		  FROM matched AS m
 		 WHERE o.pipeline_id = _decide_orders.pipeline_id AND o.order_key = m.order_key
+		   -- the same: the orders are then found through the primary key
+		   AND o.order_key = ANY (ARRAY(SELECT d.order_key FROM due AS d))
 		RETURNING o.*
 	), revenue AS (
 		INSERT INTO adstream.revenue_minute AS r

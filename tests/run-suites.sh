@@ -117,6 +117,21 @@ bench_output() {
 run_tap_suite bench-output bench/ bench_output
 grep '^# ' "$log/bench-output.log" 2>/dev/null
 
+# 9. the attribution and maintenance benchmark, briefly (--quick): likewise,
+#    it must run to the end (its baseline must pick the same ad event for
+#    every order, which is not timing); its summary is shown, not asserted
+echo "# attribution benchmark (short)"
+bench_attribution() {
+	bash tests/bench/attribution_bench.sh --quick >"$log/bench-attribution.txt" 2>&1 || {
+		cat "$log/bench-attribution.txt"
+		return 1
+	}
+	sed -n '/^== /,$p' "$log/bench-attribution.txt" | sed 's/^/# /'
+	echo "ok - the attribution benchmark runs and prints its figures"
+}
+run_tap_suite bench-attribution bench/ bench_attribution
+grep '^# ' "$log/bench-attribution.log" 2>/dev/null
+
 echo "$passed passed, $failed failed"
 if [ "$failed" -eq 0 ]; then
 	rm -rf "$log"
