@@ -1924,8 +1924,9 @@ BEGIN
 		RETURN 0;
 	END IF;
 	WITH due AS (
-		-- what the match needs comes along (a join back to the orders by
-		-- key would be planned as a hash join over every stored order)
+		-- what the match needs comes along: joined back to the orders by
+		-- key, the due orders were hashed against every stored order, each
+		-- step
 		SELECT o.order_key, o.user_id, o.store_id, o.order_time
 		  FROM adstream.attributed_order AS o
 		 WHERE o.pipeline_id = _decide_orders.pipeline_id AND o.state = 'pending'
@@ -1974,7 +1975,9 @@ BEGIN
 			   version = CASE WHEN opt.enrich_function IS NULL THEN 1 ELSE 0 END
 		  FROM matched AS m
 		 WHERE o.pipeline_id = _decide_orders.pipeline_id AND o.order_key = m.order_key
-		   -- the same: the orders are then found through the primary key
+		   -- implied by the join, but it has the orders found through the
+		   -- primary key, not by hashing every stored order (whose estimated
+		   -- cost also had every step JIT-compiled)
 		   AND o.order_key = ANY (ARRAY(SELECT d.order_key FROM due AS d))
 		RETURNING o.*
 	), revenue AS (
