@@ -102,6 +102,8 @@ call_hook(HookCall *call, const char *sql, Oid role, int timeout_ms)
 		args[0] = CStringGetTextDatum(call->document);
 		rc = SPI_execute_with_args(sql, 1, argtypes, args, NULL, false, 1);
 		disable_timeout(hook_timeout_id, false);
+		if (hook_timed_out)
+			QueryCancelPending = false; /* fired as the hook returned: ours, moot */
 		adstream_check_spi(rc, "enrichment hook");
 		if (SPI_processed == 1)
 		{
@@ -126,6 +128,8 @@ call_hook(HookCall *call, const char *sql, Oid role, int timeout_ms)
 		ErrorData  *edata;
 
 		disable_timeout(hook_timeout_id, false);
+		if (hook_timed_out)
+			QueryCancelPending = false; /* our interrupt, whatever error came first */
 		MemoryContextSwitchTo(cxt);
 		edata = CopyErrorData();
 		FlushErrorState();

@@ -358,7 +358,9 @@ CREATE TABLE adstream.attributed_order (
 	expires_at		timestamptz NOT NULL,
 	PRIMARY KEY (pipeline_id, order_key)
 );
-CREATE INDEX attributed_order_due_idx ON adstream.attributed_order (pipeline_id, due_at)
+-- state leads due_at: the orders due for a decision and those due for their
+-- hook are each found without reading the other's
+CREATE INDEX attributed_order_due_idx ON adstream.attributed_order (pipeline_id, state, due_at)
 	WHERE state <> 'done';
 CREATE INDEX attributed_order_expiry_idx ON adstream.attributed_order
 	USING brin (expires_at) WITH (pages_per_range = 16);
@@ -2311,6 +2313,70 @@ $$;
 COMMENT ON FUNCTION adstream.expire_orders(text, integer) IS
 	'Deletes at most max_rows decided and emitted orders past expires_at (order time + dedup_horizon) in the pipeline''s consumed Kafka time; their revenue stays in the revenue tables. Returns how many. Idempotent.';
 
+CREATE FUNCTION adstream._roll_up(family text, src text, dst text, unit text,
+								  pipeline_id integer, before timestamptz, max_rows integer)
+RETURNS bigint
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- One rollup step: move at most max_rows rows of adstream.<src> whose
+-- window ended by "before" into adstream.<dst>, per <unit> (hour or day), adding to what
+-- is there, in one statement.  family, src, dst and unit are constants of
+-- adstream.rollup_stats, never user input.
+DECLARE
+	keys text;			-- the key columns after (pipeline_id, window_start)
+	vals text;			-- the value columns
+	aggs text;			-- how a group of rows becomes one
+	sets text;			-- how it adds to an existing row
+	n bigint;
+BEGIN
+	IF family = 'stats' THEN
+		keys := 'ad_id';
+		vals := 'impressions, clicks, spend_micros';
+		aggs := 'sum(m.impressions), sum(m.clicks), sum(m.spend_micros)';
+		sets := 'impressions = d.impressions + excluded.impressions,
+				 clicks = d.clicks + excluded.clicks,
+				 spend_micros = d.spend_micros + excluded.spend_micros';
+	ELSE
+		keys := 'ad_id, currency';
+		vals := 'campaign_id, orders, click_orders, revenue_micros';
+		aggs := 'max(m.campaign_id), sum(m.orders), sum(m.click_orders), sum(m.revenue_micros)';
+		sets := 'orders = d.orders + excluded.orders,
+				 click_orders = d.click_orders + excluded.click_orders,
+				 revenue_micros = d.revenue_micros + excluded.revenue_micros,
+				 campaign_id = coalesce(excluded.campaign_id, d.campaign_id)';
+	END IF;
+	EXECUTE format($q$
+		WITH moved AS (
+			DELETE FROM adstream.%1$I AS s
+			 WHERE s.ctid = ANY (ARRAY(
+					SELECT x.ctid FROM adstream.%1$I AS x
+					 WHERE x.pipeline_id = $1 AND x.window_start + interval %3$L <= $2 %4$s
+					 LIMIT $3))
+			RETURNING s.*
+		), ins AS (
+			INSERT INTO adstream.%2$I AS d (pipeline_id, window_start, %5$s, %6$s)
+			SELECT m.pipeline_id, date_trunc(%9$L, m.window_start, 'UTC'), %5$s, %7$s
+			  FROM moved AS m
+			 GROUP BY m.pipeline_id, date_trunc(%9$L, m.window_start, 'UTC'), %5$s
+			 ORDER BY 1, 2, %5$s
+			ON CONFLICT (pipeline_id, window_start, %5$s) DO UPDATE SET %8$s
+		)
+		SELECT count(*) FROM moved$q$,
+		src, dst,
+		-- the width of a window of src
+		CASE WHEN src IN ('minute_stat', 'revenue_minute') THEN '1 minute' ELSE '1 hour' END,
+		-- windows waiting to be emitted (emit_mode final) stay
+		CASE WHEN src = 'minute_stat' THEN 'AND NOT x.pending' ELSE '' END,
+		keys, vals, aggs, sets, unit)
+	INTO n USING pipeline_id, before, max_rows;
+	RETURN n;
+END
+$$;
+COMMENT ON FUNCTION adstream._roll_up(text, text, text, text, integer, timestamptz, integer) IS
+	'Internal: one bounded rollup step from one table of aggregates (stats) or revenue to the next coarser one (see adstream.rollup_stats).';
+
 CREATE FUNCTION adstream.rollup_stats(pipeline text DEFAULT NULL, max_rows integer DEFAULT 10000)
 RETURNS bigint
 LANGUAGE plpgsql
@@ -2320,7 +2386,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	p record;
-	n bigint;
+	step record;
 	total bigint := 0;
 BEGIN
 	PERFORM adstream._check_max_rows(max_rows);
@@ -2333,96 +2399,21 @@ BEGIN
 			  WHERE rollup_stats.pipeline IS NULL OR x.name = rollup_stats.pipeline
 			  ORDER BY x.id
 	LOOP
+		-- minutes into hours, then hours into days
+		FOR step IN
+			SELECT * FROM (VALUES
+				('stats', 'minute_stat', 'hour_stat', 'hour', p.minute_retention),
+				('stats', 'hour_stat', 'day_stat', 'day', p.hour_retention),
+				('revenue', 'revenue_minute', 'revenue_hour', 'hour', p.minute_retention),
+				('revenue', 'revenue_hour', 'revenue_day', 'day', p.hour_retention))
+				AS v(family, src, dst, unit, retention)
+			 WHERE v.family = CASE p.kind WHEN 'ad_events' THEN 'stats' ELSE 'revenue' END
+		LOOP
+			EXIT WHEN total >= max_rows;
+			total := total + adstream._roll_up(step.family, step.src, step.dst, step.unit, p.id,
+											   p.horizon - step.retention, (max_rows - total)::integer);
+		END LOOP;
 		EXIT WHEN total >= max_rows;
-		IF p.kind = 'ad_events' THEN
-			WITH moved AS (
-				DELETE FROM adstream.minute_stat AS s
-				 WHERE s.ctid = ANY (ARRAY(
-						SELECT x.ctid FROM adstream.minute_stat AS x
-						 WHERE x.pipeline_id = p.id AND NOT x.pending
-						   AND x.window_start + interval '1 minute' <= p.horizon - p.minute_retention
-						 LIMIT max_rows - total))
-				RETURNING s.*
-			), ins AS (
-				INSERT INTO adstream.hour_stat AS h
-				SELECT m.pipeline_id, date_trunc('hour', m.window_start, 'UTC'), m.ad_id,
-					   sum(m.impressions), sum(m.clicks), sum(m.spend_micros)
-				  FROM moved AS m GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
-				ON CONFLICT ON CONSTRAINT hour_stat_pkey DO UPDATE
-				   SET impressions = h.impressions + excluded.impressions,
-					   clicks = h.clicks + excluded.clicks,
-					   spend_micros = h.spend_micros + excluded.spend_micros
-			)
-			SELECT count(*) INTO n FROM moved;
-			total := total + n;
-			EXIT WHEN total >= max_rows;
-			WITH moved AS (
-				DELETE FROM adstream.hour_stat AS s
-				 WHERE s.ctid = ANY (ARRAY(
-						SELECT x.ctid FROM adstream.hour_stat AS x
-						 WHERE x.pipeline_id = p.id
-						   AND x.window_start + interval '1 hour' <= p.horizon - p.hour_retention
-						 LIMIT max_rows - total))
-				RETURNING s.*
-			), ins AS (
-				INSERT INTO adstream.day_stat AS d
-				SELECT m.pipeline_id, date_trunc('day', m.window_start, 'UTC'), m.ad_id,
-					   sum(m.impressions), sum(m.clicks), sum(m.spend_micros)
-				  FROM moved AS m GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
-				ON CONFLICT ON CONSTRAINT day_stat_pkey DO UPDATE
-				   SET impressions = d.impressions + excluded.impressions,
-					   clicks = d.clicks + excluded.clicks,
-					   spend_micros = d.spend_micros + excluded.spend_micros
-			)
-			SELECT count(*) INTO n FROM moved;
-			total := total + n;
-		ELSE
-			WITH moved AS (
-				DELETE FROM adstream.revenue_minute AS s
-				 WHERE s.ctid = ANY (ARRAY(
-						SELECT x.ctid FROM adstream.revenue_minute AS x
-						 WHERE x.pipeline_id = p.id
-						   AND x.window_start + interval '1 minute' <= p.horizon - p.minute_retention
-						 LIMIT max_rows - total))
-				RETURNING s.*
-			), ins AS (
-				INSERT INTO adstream.revenue_hour AS h
-				SELECT m.pipeline_id, date_trunc('hour', m.window_start, 'UTC'), m.ad_id,
-					   m.currency, max(m.campaign_id), sum(m.orders), sum(m.click_orders),
-					   sum(m.revenue_micros)
-				  FROM moved AS m GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
-				ON CONFLICT ON CONSTRAINT revenue_hour_pkey DO UPDATE
-				   SET orders = h.orders + excluded.orders,
-					   click_orders = h.click_orders + excluded.click_orders,
-					   revenue_micros = h.revenue_micros + excluded.revenue_micros,
-					   campaign_id = coalesce(excluded.campaign_id, h.campaign_id)
-			)
-			SELECT count(*) INTO n FROM moved;
-			total := total + n;
-			EXIT WHEN total >= max_rows;
-			WITH moved AS (
-				DELETE FROM adstream.revenue_hour AS s
-				 WHERE s.ctid = ANY (ARRAY(
-						SELECT x.ctid FROM adstream.revenue_hour AS x
-						 WHERE x.pipeline_id = p.id
-						   AND x.window_start + interval '1 hour' <= p.horizon - p.hour_retention
-						 LIMIT max_rows - total))
-				RETURNING s.*
-			), ins AS (
-				INSERT INTO adstream.revenue_day AS d
-				SELECT m.pipeline_id, date_trunc('day', m.window_start, 'UTC'), m.ad_id,
-					   m.currency, max(m.campaign_id), sum(m.orders), sum(m.click_orders),
-					   sum(m.revenue_micros)
-				  FROM moved AS m GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
-				ON CONFLICT ON CONSTRAINT revenue_day_pkey DO UPDATE
-				   SET orders = d.orders + excluded.orders,
-					   click_orders = d.click_orders + excluded.click_orders,
-					   revenue_micros = d.revenue_micros + excluded.revenue_micros,
-					   campaign_id = coalesce(excluded.campaign_id, d.campaign_id)
-			)
-			SELECT count(*) INTO n FROM moved;
-			total := total + n;
-		END IF;
 	END LOOP;
 	RETURN total;
 END

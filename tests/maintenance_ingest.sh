@@ -246,17 +246,22 @@ check "dead letters by reason equal ground truth (duplicates older than max_even
 	       count(*) FILTER (WHERE event_type = 'click') AS clicks,
 	       sum(cost_micros) AS spend_micros
 	  FROM expected WHERE status = 'accepted' GROUP BY 1, 2" >/dev/null
+# whether ad_daily_stats equals the expected daily totals, row for row
+daily_equal=$(cat <<'SQL'
+SELECT count(*) = 0 FROM (
+   (SELECT ad_id, date_trunc('day', minute, 'UTC'), sum(impressions), sum(clicks),
+           sum(spend_micros) FROM expected_agg GROUP BY 1, 2
+    EXCEPT SELECT ad_id, window_start, impressions, clicks, (spend * 1000000)::bigint
+             FROM adstream.ad_daily_stats)
+   UNION ALL
+   (SELECT ad_id, window_start, impressions, clicks, (spend * 1000000)::bigint
+      FROM adstream.ad_daily_stats
+    EXCEPT SELECT ad_id, date_trunc('day', minute, 'UTC'), sum(impressions), sum(clicks),
+                  sum(spend_micros) FROM expected_agg GROUP BY 1, 2)) d
+SQL
+)
 check "daily totals equal ground truth right after the race" \
-	"SELECT count(*) = 0 FROM (
-	   (SELECT ad_id, date_trunc('day', minute, 'UTC'), sum(impressions), sum(clicks),
-	           sum(spend_micros) FROM expected_agg GROUP BY 1, 2
-	    EXCEPT SELECT ad_id, window_start, impressions, clicks, (spend * 1000000)::bigint
-	             FROM adstream.ad_daily_stats)
-	   UNION ALL
-	   (SELECT ad_id, window_start, impressions, clicks, (spend * 1000000)::bigint
-	      FROM adstream.ad_daily_stats
-	    EXCEPT SELECT ad_id, date_trunc('day', minute, 'UTC'), sum(impressions), sum(clicks),
-	                  sum(spend_micros) FROM expected_agg GROUP BY 1, 2)) d"
+	"$daily_equal"
 
 # then fold everything and finish maintenance
 "${psql_cmd[@]}" >"$work/final.log" 2>&1 <<'SQL' || { echo "not ok - final fold and maintenance"; sed 's/^/#   /' "$work/final.log"; status=1; }
@@ -291,16 +296,7 @@ check "minutes past minute_retention moved to hour_stat, hours past hour_retenti
 	    AND NOT EXISTS (SELECT FROM adstream.minute_delta)
 	    AND EXISTS (SELECT FROM adstream.hour_stat) AND EXISTS (SELECT FROM adstream.day_stat)"
 check "daily totals equal ground truth" \
-	"SELECT count(*) = 0 FROM (
-	   (SELECT ad_id, date_trunc('day', minute, 'UTC'), sum(impressions), sum(clicks),
-	           sum(spend_micros) FROM expected_agg GROUP BY 1, 2
-	    EXCEPT SELECT ad_id, window_start, impressions, clicks, (spend * 1000000)::bigint
-	             FROM adstream.ad_daily_stats)
-	   UNION ALL
-	   (SELECT ad_id, window_start, impressions, clicks, (spend * 1000000)::bigint
-	      FROM adstream.ad_daily_stats
-	    EXCEPT SELECT ad_id, date_trunc('day', minute, 'UTC'), sum(impressions), sum(clicks),
-	                  sum(spend_micros) FROM expected_agg GROUP BY 1, 2)) d"
+	"$daily_equal"
 check "grand totals equal ground truth" \
 	"SELECT sum(d.impressions) = e.i AND sum(d.clicks) = e.c AND sum(d.spend) * 1000000 = e.s
 	   FROM adstream.ad_daily_stats AS d,
