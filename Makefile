@@ -31,7 +31,7 @@ DATA = extension/adstream.control $(wildcard extension/adstream--*.sql)
 
 REGRESS = install pipeline_options kafka_source ingest_basic rejections dedup windows fold \
 	emission sinks \
-	offsets privileges injection views drop orders maintenance
+	offsets privileges injection views drop orders maintenance union
 REGRESS_OPTS = --temp-instance=tmp_check --temp-config=tests/regress.conf
 
 PKG_CONFIG ?= pkg-config

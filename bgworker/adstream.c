@@ -22,6 +22,7 @@
 PG_MODULE_MAGIC;
 
 char	   *adstream_clock_override = NULL;
+char	   *adstream_region = NULL;
 char	   *adstream_database = NULL;
 int			adstream_fold_interval = 1000;
 int			adstream_maintenance_interval = 10000;
@@ -45,6 +46,30 @@ adstream_fail_point_name(int point)
 }
 
 void		_PG_init(void);
+
+/* adstream.region: what a pipeline's region column accepts. */
+static bool
+check_region(char **newval, void **extra, GucSource source)
+{
+	const char *v = *newval;
+	size_t		len = strlen(v);
+
+	if (len == 0)
+		return true;			/* unset: 'default' */
+	if (len > 63)
+	{
+		GUC_check_errdetail("A region name is at most 63 characters.");
+		return false;
+	}
+	for (const char *c = v; *c; c++)
+		if (!((*c >= 'A' && *c <= 'Z') || (*c >= 'a' && *c <= 'z') ||
+			  (*c >= '0' && *c <= '9') || *c == '_' || *c == '.' || *c == '-'))
+		{
+			GUC_check_errdetail("A region name consists of letters, digits, \".\", \"_\" and \"-\".");
+			return false;
+		}
+	return true;
+}
 
 /*
  * The reference time for messages without a Kafka timestamp: the start of
@@ -76,6 +101,16 @@ _PG_init(void)
 							   PGC_SUSET,
 							   0,
 							   NULL, NULL, NULL);
+
+	DefineCustomStringVariable("adstream.region",
+							   "This instance's region: the default region of new pipelines.",
+							   "Part of every output record and of its UUID, so the records "
+							   "of two regions never collide. Empty means 'default'.",
+							   &adstream_region,
+							   "",
+							   PGC_SUSET,
+							   0,
+							   check_region, NULL, NULL);
 
 	DefineCustomIntVariable("adstream.fold_interval",
 							"How often the launcher folds aggregate increments (and emits output records).",

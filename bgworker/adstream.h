@@ -44,7 +44,8 @@ typedef enum AdstreamReject
 	ADSTREAM_REJECT_INVALID_VALUE,
 	ADSTREAM_REJECT_UNKNOWN_EVENT_TYPE,
 	ADSTREAM_REJECT_TOO_OLD,
-	ADSTREAM_REJECT_TOO_FAR_IN_FUTURE
+	ADSTREAM_REJECT_TOO_FAR_IN_FUTURE,
+	ADSTREAM_REJECT_WRONG_REGION
 } AdstreamReject;
 
 extern const char *adstream_reject_code(AdstreamReject reason);
@@ -78,6 +79,19 @@ typedef struct AdstreamOrder
 	uint8		key[16];		/* dedup key, from the order id like an event's */
 } AdstreamOrder;
 
+/*
+ * An output record of a region, as a union pipeline reads it back: the
+ * fields that identify it.  The payload itself is passed on as it came.
+ */
+typedef struct AdstreamRecord
+{
+	uint8		uuid[16];		/* record_uuid, checked against its fields */
+	int64		version;
+	char	   *region;
+	char	   *key_id;			/* ad id (window records) or order id */
+	TimestampTz record_time;	/* window start, or order time */
+} AdstreamRecord;
+
 /* Per-pipeline options, as the core needs them (intervals in microseconds). */
 typedef struct AdstreamPipeline
 {
@@ -89,6 +103,8 @@ typedef struct AdstreamPipeline
 	int64		attribution_window;
 	int32		max_message_bytes;
 	bool		is_orders;		/* kind orders: messages are orders */
+	bool		is_union;		/* kind union: messages are output records */
+	bool		union_orders;	/* union of attributed_orders records */
 	int64		grace_period;	/* orders: wait before deciding */
 	int64		version;		/* updated_at in microseconds: changes on alter */
 } AdstreamPipeline;
@@ -104,6 +120,9 @@ typedef struct AdstreamBatchResult
 
 /* GUC: a fixed "now" for deterministic tests; empty means the real clock. */
 extern char *adstream_clock_override;
+
+/* GUC adstream.region: the instance's region (SQL reads it). */
+extern char *adstream_region;
 
 /* adstream.c */
 extern TimestampTz adstream_now(void);

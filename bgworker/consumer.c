@@ -53,6 +53,7 @@
 typedef struct Consumer
 {
 	AdstreamSource src;
+	const char *label;			/* the pipeline's name (and region) for logs */
 	int			index;			/* this worker takes partitions p with */
 	int			count;			/* p % count == index */
 	AdstreamKafkaConsumer *kafka;
@@ -68,6 +69,16 @@ typedef struct Consumer
 	TimestampTz last_end_offsets;
 } Consumer;
 
+/*
+ * Whether partition p is this worker's: p % count == index, except that a
+ * union pipeline's worker reads every partition of its own source.
+ */
+static bool
+mine(const Consumer *c, int p)
+{
+	return c->src.source[0] != '\0' || p % c->count == c->index;
+}
+
 /* Log a Kafka error, but not the same one over and over. */
 static void
 note_kafka_error(Consumer *c, const char *err)
@@ -79,7 +90,7 @@ note_kafka_error(Consumer *c, const char *err)
 		!TimestampDifferenceExceeds(c->last_error_log, now, ERROR_LOG_INTERVAL_MS))
 		return;
 	ereport(LOG,
-			(errmsg("adstream: pipeline \"%s\": Kafka: %s", c->src.name, err)));
+			(errmsg("adstream: pipeline \"%s\": Kafka: %s", c->label, err)));
 	strlcpy(c->last_logged_error, err, sizeof(c->last_logged_error));
 	c->last_error_log = now;
 }
@@ -118,14 +129,14 @@ assign_partitions(Consumer *c)
 	parts = palloc(sizeof(int32_t) * nparts);
 	offsets = palloc(sizeof(int64_t) * nparts);
 	adstream_xact_begin(NULL);
-	adstream_load_offsets(c->src.pipeline_id, c->src.topic, stored, nparts);
+	adstream_load_offsets(c->src.pipeline_id, c->src.source, c->src.topic, stored, nparts);
 	adstream_xact_end();
 	for (int p = 0; p < nparts; p++)
-		if (p % c->count == c->index && stored[p] >= 0)
+		if (mine(c, p) && stored[p] >= 0)
 			initialized = true;
 	for (int p = 0; p < nparts; p++)
 	{
-		if (p % c->count != c->index)
+		if (!mine(c, p))
 			continue;
 		parts[nmine] = p;
 		offsets[nmine] = stored[p];
@@ -145,15 +156,16 @@ assign_partitions(Consumer *c)
 	if (c->src.start_latest && !initialized && nmine > 0)
 	{
 		adstream_xact_begin(NULL);
-		adstream_store_start_offsets(c->src.pipeline_id, c->src.topic, parts, offsets, nmine);
+		adstream_store_start_offsets(c->src.pipeline_id, c->src.source, c->src.topic,
+									 parts, offsets, nmine);
 		adstream_xact_end();
 	}
 	if (!adstream_kafka_assign(c->kafka, c->src.topic, parts, offsets, nmine,
 							   err, sizeof(err)))
-		ereport(ERROR, (errmsg("adstream: pipeline \"%s\": %s", c->src.name, err)));
+		ereport(ERROR, (errmsg("adstream: pipeline \"%s\": %s", c->label, err)));
 	ereport(LOG,
 			(errmsg("adstream: pipeline \"%s\", worker %d/%d, consumes %d of the %d partition(s) of topic \"%s\"",
-					c->src.name, c->index + 1, c->count, nmine, nparts, c->src.topic)));
+					c->label, c->index + 1, c->count, nmine, nparts, c->src.topic)));
 	c->nparts = nparts;
 	adstream_status_state(c->status, "consuming");
 	pfree(stored);
@@ -169,7 +181,7 @@ report_end_offsets(Consumer *c)
 	int64	   *ends = palloc(sizeof(int64) * c->nparts);
 
 	for (int p = 0; p < c->nparts; p++)
-		ends[p] = p % c->count != c->index ? -2 :
+		ends[p] = !mine(c, p) ? -2 :
 			adstream_kafka_end_offset(c->kafka, c->src.topic, p);
 	adstream_status_end_offsets(c->status, c->nparts, ends);
 	c->last_end_offsets = GetCurrentTimestamp();
@@ -223,7 +235,7 @@ apply_batch(Consumer *c)
 							c->src.name)));
 			proc_exit(0);
 		}
-		adstream_process_batch(&pl, msgs, c->n, &res);
+		adstream_process_batch(&pl, c->src.source, msgs, c->n, &res);
 		adstream_xact_end();
 	}
 	PG_CATCH();
@@ -307,16 +319,29 @@ adstream_consumer_main(Datum main_arg)
 
 	adstream_xact_begin(NULL);
 	claimed = adstream_claim_pipeline(pipeline_id, c.index);
-	if (claimed && !adstream_load_source(pipeline_id, &c.src, worker_cxt))
+	if (claimed && !adstream_load_source(pipeline_id, c.index, &c.src, worker_cxt))
 		claimed = false;
 	adstream_xact_end();
 	if (!claimed)
 		proc_exit(0);			/* gone, disabled, or consumed by another worker */
-	pgstat_report_appname(psprintf("adstream consumer %s", c.src.name));
+	pgstat_report_appname(psprintf("adstream consumer %s%s%s", c.src.name,
+								   c.src.source[0] ? " " : "", c.src.source));
 	c.status = adstream_status_attach(pipeline_id, c.index, c.src.version);
 	adstream_status_state(c.status, "connecting");
 
-	snprintf(group, sizeof(group), "adstream-%s", c.src.name);
+	if (c.src.source[0] != '\0')
+	{
+		/* a union pipeline's worker: its group and logs name its region */
+		snprintf(group, sizeof(group), "adstream-%s-%s", c.src.name, c.src.source);
+		c.label = MemoryContextStrdup(worker_cxt,
+									  psprintf("%s\" region \"%s", c.src.name,
+											   c.src.source));
+	}
+	else
+	{
+		snprintf(group, sizeof(group), "adstream-%s", c.src.name);
+		c.label = c.src.name;
+	}
 	c.kafka = adstream_kafka_consumer_new(c.src.bootstrap_servers, group,
 										  (const char *const *) c.src.prop_names,
 										  (const char *const *) c.src.prop_values,
@@ -324,7 +349,7 @@ adstream_consumer_main(Datum main_arg)
 	if (c.kafka == NULL)
 		ereport(ERROR,
 				(errmsg("adstream: pipeline \"%s\": could not create a Kafka consumer: %s",
-						c.src.name, err)));
+						c.label, err)));
 	c.buf = MemoryContextAlloc(worker_cxt, sizeof(AdstreamKafkaMessage) * c.src.batch_size);
 
 	for (;;)
@@ -363,7 +388,7 @@ adstream_consumer_main(Datum main_arg)
 				/* never apply past a message librdkafka could not give us */
 				adstream_status_error(c.status, err);
 				ereport(ERROR,
-						(errmsg("adstream: pipeline \"%s\": Kafka: %s", c.src.name, err),
+						(errmsg("adstream: pipeline \"%s\": Kafka: %s", c.label, err),
 						 errdetail("The worker stops rather than skip messages; it is started again with backoff and resumes from the stored offsets."),
 						 errhint("If the offset is no longer in the topic (retention, or the topic was recreated), those messages are gone from Kafka; set the partition's next_offset in adstream.consumed_offset to where to resume.")));
 			}

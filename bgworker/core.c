@@ -48,6 +48,23 @@
  * each other on a shared key instead of taking the pipeline's lock.  The
  * order is decided later, once its grace period is over (attribution.c).
  *
+ * A union pipeline (kind union) reads the output records of several
+ * regions, each region's from its own Kafka cluster: the batch's source
+ * names the cluster (its region), and offsets are stored per source
+ * (steps 1, 2 and 7), so every cluster resumes on its own.  In step 3 a
+ * record must parse, carry the UUID adstream derives from its region and
+ * window (or order), and belong to the source's region (wrong_region
+ * otherwise).  Steps 4 and 5 are adstream._merge_union(): holding the
+ * pipeline's lock, it walks the records in message order and keeps a
+ * version only if it is newer than every version of that UUID stored or
+ * seen earlier in the batch; each kept version replaces the stored one in
+ * adstream.union_record and is written, byte for byte as it came, to the
+ * outbox (under the outbox lock, so ids become visible in order).  An
+ * equal version is a duplicate, an older one is stale; both are dropped
+ * and counted.  So a record read twice (a retry, an aborted transaction
+ * delivered anyway, a replay after a crash) is emitted once, and the
+ * union's output carries, for every UUID, increasing versions only.
+ *
  * Steps 4 and 5 write through store.c, the way COPY does (rows grouped
  * into table_multi_insert(), every index maintained); the other steps are
  * one prepared statement each over arrays (unnest).  A batch costs a
@@ -95,6 +112,7 @@ typedef struct MsgState
 	char	   *detail;
 	AdstreamEvent event;
 	AdstreamOrder order;		/* orders pipelines */
+	AdstreamRecord record;		/* union pipelines */
 } MsgState;
 
 /* One (topic, partition) of the batch. */
@@ -120,6 +138,7 @@ typedef enum Stmt
 	STMT_OFFSETS_SAVE,
 	STMT_DEAD_LETTER,
 	STMT_ORDER_INSERT,
+	STMT_UNION_MERGE,
 	NUM_STMTS
 } Stmt;
 
@@ -140,7 +159,8 @@ static const StmtDef stmt_defs[NUM_STMTS] = {
 		" p.max_message_bytes,"
 		" (extract(epoch FROM p.updated_at) * 1000000)::int8,"
 		" p.kind = 'orders',"
-		" coalesce((extract(epoch FROM o.grace_period) * 1000000)::int8, 0)"
+		" coalesce((extract(epoch FROM o.grace_period) * 1000000)::int8, 0),"
+		" p.kind = 'union', p.records IS NOT DISTINCT FROM 'attributed_orders'"
 		" FROM adstream.pipeline AS p"
 		" LEFT JOIN adstream.order_options AS o ON o.pipeline_id = p.id"
 		" WHERE p.name = $1 FOR KEY SHARE OF p",
@@ -151,19 +171,21 @@ static const StmtDef stmt_defs[NUM_STMTS] = {
 		1, {INT4OID}
 	},
 	[STMT_OFFSETS_INIT] = {
-		"INSERT INTO adstream.consumed_offset (pipeline_id, topic, partition, next_offset)"
-		" SELECT $1, u.t, u.p, u.n FROM unnest($2::text[], $3::int4[], $4::int8[]) AS u(t, p, n)"
-		" ON CONFLICT (pipeline_id, topic, partition) DO NOTHING",
-		4, {INT4OID, TEXTARRAYOID, INT4ARRAYOID, INT8ARRAYOID}
+		"INSERT INTO adstream.consumed_offset (pipeline_id, source, topic, partition,"
+		" next_offset)"
+		" SELECT $1, $5, u.t, u.p, u.n FROM unnest($2::text[], $3::int4[], $4::int8[])"
+		" AS u(t, p, n)"
+		" ON CONFLICT (pipeline_id, source, topic, partition) DO NOTHING",
+		5, {INT4OID, TEXTARRAYOID, INT4ARRAYOID, INT8ARRAYOID, TEXTOID}
 	},
 	[STMT_OFFSETS_LOCK] = {
 		"SELECT o.topic, o.partition, o.next_offset"
 		" FROM adstream.consumed_offset AS o"
 		" JOIN unnest($2::text[], $3::int4[]) AS u(t, p)"
 		"   ON o.topic = u.t COLLATE \"C\" AND o.partition = u.p"
-		" WHERE o.pipeline_id = $1"
+		" WHERE o.pipeline_id = $1 AND o.source = $5"
 		" ORDER BY o.topic, o.partition FOR UPDATE OF o",
-		3, {INT4OID, TEXTARRAYOID, INT4ARRAYOID}
+		5, {INT4OID, TEXTARRAYOID, INT4ARRAYOID, INT8ARRAYOID, TEXTOID}
 	},
 	[STMT_OFFSETS_SAVE] = {
 		"UPDATE adstream.consumed_offset AS o"
@@ -172,9 +194,10 @@ static const StmtDef stmt_defs[NUM_STMTS] = {
 		" kafka_time = greatest(o.kafka_time, u.k)"
 		" FROM unnest($2::text[], $3::int4[], $4::int8[], $5::timestamptz[], $6::timestamptz[])"
 		"   AS u(t, p, n, m, k)"
-		" WHERE o.pipeline_id = $1 AND o.topic = u.t COLLATE \"C\" AND o.partition = u.p",
-		6, {INT4OID, TEXTARRAYOID, INT4ARRAYOID, INT8ARRAYOID, TIMESTAMPTZARRAYOID,
-		TIMESTAMPTZARRAYOID}
+		" WHERE o.pipeline_id = $1 AND o.source = $7 AND o.topic = u.t COLLATE \"C\""
+		" AND o.partition = u.p",
+		7, {INT4OID, TEXTARRAYOID, INT4ARRAYOID, INT8ARRAYOID, TIMESTAMPTZARRAYOID,
+		TIMESTAMPTZARRAYOID, TEXTOID}
 	},
 	[STMT_DEAD_LETTER] = {
 		"INSERT INTO adstream.dead_letter (pipeline_id, topic, partition, \"offset\","
@@ -198,6 +221,11 @@ static const StmtDef stmt_defs[NUM_STMTS] = {
 		11, {INT4OID, UUIDARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
 		TIMESTAMPTZARRAYOID, INT8ARRAYOID, TEXTARRAYOID, TIMESTAMPTZOID, TIMESTAMPTZOID,
 		INT8OID}
+	},
+	[STMT_UNION_MERGE] = {
+		"SELECT merged, duplicates, stale"
+		" FROM adstream._merge_union($1, $2, $3::uuid[], $4::int8[], $5::text[])",
+		5, {INT4OID, TEXTOID, UUIDARRAYOID, INT8ARRAYOID, TEXTARRAYOID}
 	},
 };
 
@@ -284,6 +312,8 @@ adstream_load_pipeline(const char *name, AdstreamPipeline *pipeline)
 	pipeline->version = DatumGetInt64(SPI_getbinval(tup, desc, 8, &isnull));
 	pipeline->is_orders = DatumGetBool(SPI_getbinval(tup, desc, 9, &isnull));
 	pipeline->grace_period = DatumGetInt64(SPI_getbinval(tup, desc, 10, &isnull));
+	pipeline->is_union = DatumGetBool(SPI_getbinval(tup, desc, 11, &isnull));
+	pipeline->union_orders = DatumGetBool(SPI_getbinval(tup, desc, 12, &isnull));
 	SPI_freetuptable(SPI_tuptable);
 	return true;
 }
@@ -315,12 +345,12 @@ find_part(PartState *parts, int nparts, const char *topic, int32 partition)
  * were already applied as skipped.  Returns the partitions, sorted.
  */
 static PartState *
-lock_offsets(const AdstreamPipeline *pl, const AdstreamMessage *msgs, int n,
-			 MsgState *st, int *nparts_out)
+lock_offsets(const AdstreamPipeline *pl, const char *source,
+			 const AdstreamMessage *msgs, int n, MsgState *st, int *nparts_out)
 {
 	PartState  *parts = palloc(sizeof(PartState) * Max(n, 1));
 	int			nparts = 0;
-	Datum		values[4];
+	Datum		values[5];
 	Datum	   *topics;
 	Datum	   *partnums;
 	Datum	   *firsts;
@@ -369,6 +399,7 @@ lock_offsets(const AdstreamPipeline *pl, const AdstreamMessage *msgs, int n,
 	values[1] = make_array(topics, NULL, nparts, TEXTOID);
 	values[2] = make_array(partnums, NULL, nparts, INT4OID);
 	values[3] = make_array(firsts, NULL, nparts, INT8OID);
+	values[4] = CStringGetTextDatum(source);
 	run_stmt(STMT_OFFSETS_INIT, values, NULL);
 	run_stmt(STMT_OFFSETS_LOCK, values, NULL);
 	if (SPI_processed != nparts)
@@ -408,9 +439,9 @@ lock_offsets(const AdstreamPipeline *pl, const AdstreamMessage *msgs, int n,
 
 /* Step 7: store the advanced offsets, and the partitions' latest event times. */
 static void
-save_offsets(const AdstreamPipeline *pl, PartState *parts, int nparts)
+save_offsets(const AdstreamPipeline *pl, const char *source, PartState *parts, int nparts)
 {
-	Datum		values[6];
+	Datum		values[7];
 	Datum	   *topics = palloc(sizeof(Datum) * nparts);
 	Datum	   *partnums = palloc(sizeof(Datum) * nparts);
 	Datum	   *nexts = palloc(sizeof(Datum) * nparts);
@@ -435,6 +466,7 @@ save_offsets(const AdstreamPipeline *pl, PartState *parts, int nparts)
 	values[3] = make_array(nexts, NULL, nparts, INT8OID);
 	values[4] = make_array(times, no_time, nparts, TIMESTAMPTZOID);
 	values[5] = make_array(ktimes, no_ktime, nparts, TIMESTAMPTZOID);
+	values[6] = CStringGetTextDatum(source);
 	run_stmt(STMT_OFFSETS_SAVE, values, NULL);
 }
 
@@ -752,9 +784,55 @@ store_orders(const AdstreamPipeline *pl, MsgState *st, int *valid, int nvalid,
 	return (int) SPI_processed;
 }
 
+/*
+ * Steps 4 and 5 of a union pipeline: merge the valid records, in message
+ * order, through adstream._merge_union(), which keeps each record's newest
+ * version and writes each newer version it sees to the outbox.  Returns
+ * how many were merged; *dropped gets the duplicates and stale versions.
+ */
+static int
+merge_records(const AdstreamPipeline *pl, const char *source,
+			  const AdstreamMessage *msgs, MsgState *st, int *valid, int nvalid,
+			  int64 *dropped)
+{
+	Datum		values[5];
+	Datum	   *cols[3];
+	bool		isnull;
+	int64		merged;
+
+	for (int c = 0; c < 3; c++)
+		cols[c] = palloc(sizeof(Datum) * nvalid);
+	for (int i = 0; i < nvalid; i++)
+	{
+		const AdstreamMessage *m = &msgs[valid[i]];
+
+		cols[0][i] = PointerGetDatum(st[valid[i]].record.uuid);
+		cols[1][i] = Int64GetDatum(st[valid[i]].record.version);
+		/* the parser checked it is UTF-8 without NUL: valid text */
+		cols[2][i] = PointerGetDatum(cstring_to_text_with_len(m->data, m->len));
+	}
+	values[0] = Int32GetDatum(pl->id);
+	values[1] = CStringGetTextDatum(source);
+	values[2] = make_array(cols[0], NULL, nvalid, UUIDOID);
+	values[3] = make_array(cols[1], NULL, nvalid, INT8OID);
+	values[4] = make_array(cols[2], NULL, nvalid, TEXTOID);
+	run_stmt(STMT_UNION_MERGE, values, NULL);
+	if (SPI_processed != 1)
+		elog(ERROR, "adstream: adstream._merge_union returned %llu rows",
+			 (unsigned long long) SPI_processed);
+	merged = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
+										 &isnull));
+	*dropped = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2,
+										   &isnull)) +
+		DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3,
+									&isnull));
+	SPI_freetuptable(SPI_tuptable);
+	return (int) merged;
+}
+
 void
-adstream_process_batch(const AdstreamPipeline *pl, const AdstreamMessage *msgs,
-					   int n, AdstreamBatchResult *result)
+adstream_process_batch(const AdstreamPipeline *pl, const char *source,
+					   const AdstreamMessage *msgs, int n, AdstreamBatchResult *result)
 {
 	MemoryContext batch_cxt;
 	MemoryContext scratch_cxt;
@@ -790,7 +868,7 @@ adstream_process_batch(const AdstreamPipeline *pl, const AdstreamMessage *msgs,
 		st[i].status = MSG_VALID;
 
 	/* 1, 2: offsets */
-	parts = lock_offsets(pl, msgs, n, st, &nparts);
+	parts = lock_offsets(pl, source, msgs, n, st, &nparts);
 
 	/* 3: parse and validate */
 	for (int i = 0; i < n; i++)
@@ -810,6 +888,29 @@ adstream_process_batch(const AdstreamPipeline *pl, const AdstreamMessage *msgs,
 			if (!p->has_kafka_time || msgs[i].kafka_ts > p->kafka_time)
 				p->kafka_time = msgs[i].kafka_ts;
 			p->has_kafka_time = true;
+		}
+		if (pl->is_union)
+		{
+			r = adstream_parse_record(msgs[i].data, msgs[i].len,
+									  pl->max_message_bytes, pl->union_orders,
+									  scratch_cxt, &st[i].record, &st[i].detail);
+			/* a region's records come from that region's cluster only */
+			if (r == ADSTREAM_ACCEPT && strcmp(st[i].record.region, source) != 0)
+			{
+				r = ADSTREAM_REJECT_WRONG_REGION;
+				st[i].detail = psprintf("record of region \"%s\" read from the cluster of region \"%s\"",
+										st[i].record.region, source);
+			}
+			MemoryContextReset(scratch_cxt);
+			if (r != ADSTREAM_ACCEPT)
+			{
+				st[i].status = MSG_REJECTED;
+				st[i].reason = r;
+				nrejected++;
+			}
+			else
+				valid[nvalid++] = i;
+			continue;
 		}
 		if (pl->is_orders)
 		{
@@ -844,6 +945,15 @@ adstream_process_batch(const AdstreamPipeline *pl, const AdstreamMessage *msgs,
 		valid[nvalid++] = i;
 	}
 
+	if (pl->is_union)
+	{
+		/* 4, 5: output records of the regions */
+		int64		dropped = 0;
+
+		if (nvalid > 0)
+			nfresh = merge_records(pl, source, msgs, st, valid, nvalid, &dropped);
+		goto dead_letters;
+	}
 	if (pl->is_orders)
 	{
 		/* 4, 5: orders */
@@ -894,7 +1004,7 @@ dead_letters:
 
 	/* 7: offsets */
 	if (nparts > 0)
-		save_offsets(pl, parts, nparts);
+		save_offsets(pl, source, parts, nparts);
 
 	result->accepted = nfresh;
 	result->rejected = nrejected;

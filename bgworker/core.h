@@ -21,12 +21,15 @@ extern bool adstream_load_pipeline(const char *name, AdstreamPipeline *pipeline)
 
 /*
  * Apply msgs[0..n-1] for the pipeline; see core.c for the protocol.
+ * source names the Kafka cluster the messages come from: "" for the
+ * pipeline's own topic, a union source's region for a union pipeline.
  * Requires an open transaction and SPI connected.  Raises an error for
  * invalid coordinates (negative partition or offset, offset 2^63 - 1,
  * infinite Kafka timestamp) and for failures of the database itself, never
  * for bad message content.
  */
 extern void adstream_process_batch(const AdstreamPipeline *pipeline,
+								   const char *source,
 								   const AdstreamMessage *msgs, int n,
 								   AdstreamBatchResult *result);
 

@@ -39,9 +39,8 @@ hexval(char c)
 	return -1;
 }
 
-/* Parse the canonical 36-character form; false if id is not one. */
-static bool
-parse_uuid_text(const char *id, int len, uint8 key[16])
+bool
+adstream_parse_uuid(const char *id, int len, uint8 key[16])
 {
 	int			j = 0;
 
@@ -95,15 +94,24 @@ static const uint8 order_record_namespace[16] = {
 };
 
 void
-adstream_order_record_key(const char *order_id, int len, uint8 key[16])
+adstream_order_record_key(const char *region, int region_len, const char *order_id,
+						  int len, uint8 key[16])
 {
-	uuid_generate_sha1(key, order_record_namespace, order_id, (size_t) len);
+	/* region and order id, NUL-separated: no two keys share a name */
+	StringInfoData name;
+
+	initStringInfo(&name);
+	appendBinaryStringInfo(&name, region, region_len);
+	appendStringInfoChar(&name, '\0');
+	appendBinaryStringInfo(&name, order_id, len);
+	uuid_generate_sha1(key, order_record_namespace, name.data, (size_t) name.len);
+	pfree(name.data);
 }
 
 void
 adstream_event_key(const char *id, int len, uint8 key[16])
 {
-	if (parse_uuid_text(id, len, key))
+	if (adstream_parse_uuid(id, len, key))
 		return;
 	uuid_generate_sha1(key, event_id_namespace, id, (size_t) len);
 }

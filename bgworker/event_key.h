@@ -24,13 +24,18 @@ extern void adstream_event_key(const char *id, int len, uint8 key[16]);
  * adstream's window-record namespace.  Every version of one window's record
  * shares it; it is what Pinot upserts on and Hive dedups on.
  */
-/*
- * The UUID of an attributed order's output record: name-based (SHA-1,
- * version 5) on the order id, in adstream's namespace of order records.
- */
-extern void adstream_order_record_key(const char *order_id, int len, uint8 key[16]);
-
 extern void adstream_window_key(const char *region, const char *ad_id,
 								int64 window_start_ms, uint8 key[16]);
+
+/*
+ * The UUID of an attributed order's output record: name-based (SHA-1,
+ * version 5) on (region, order id), in adstream's namespace of order
+ * records.
+ */
+extern void adstream_order_record_key(const char *region, int region_len,
+									  const char *order_id, int len, uint8 key[16]);
+
+/* Parse the canonical 8-4-4-4-12 hex form of a UUID; false if s is not one. */
+extern bool adstream_parse_uuid(const char *s, int len, uint8 key[16]);
 
 #endif							/* ADSTREAM_EVENT_KEY_H */

@@ -29,6 +29,15 @@
  *					most 10^9						required
  *	  currency		three letters (ISO 4217)		required, stored upper-case
  *
+ * A union pipeline reads back output records (adstream_parse_record): the
+ * records of ad-events pipelines (record_uuid, version, region, ad_id,
+ * window_start_ms, impressions, clicks, spend_micros, final) or of orders
+ * pipelines (record_uuid, version, region, order_id, order_time_ms,
+ * amount_micros, currency, optional ad_id), spelled exactly so.  Integers
+ * must be JSON integers, counts and amounts not negative, the version at
+ * least 1; the record_uuid must be the one adstream derives from the
+ * region and the window (or order), so a record cannot claim another's key.
+ *
  * The JSON itself is parsed by PostgreSQL's own parser (common/jsonapi.h)
  * with semantic callbacks.  Before it runs, the bytes are checked for valid
  * UTF-8 and for nesting depth: the parser recurses and would raise a
@@ -38,6 +47,7 @@
  */
 #include "postgres.h"
 
+#include "common/int.h"
 #include "common/jsonapi.h"
 #include "mb/pg_wchar.h"
 #include "utils/memutils.h"
@@ -94,8 +104,27 @@ typedef enum OrderField
 	NUM_ORDER_FIELDS
 } OrderField;
 
+/* Fields of an output record read back by a union pipeline. */
+typedef enum RecordField
+{
+	R_RECORD_UUID,
+	R_VERSION,
+	R_REGION,
+	R_AD_ID,
+	R_WINDOW_START_MS,
+	R_IMPRESSIONS,
+	R_CLICKS,
+	R_SPEND_MICROS,
+	R_FINAL,
+	R_ORDER_ID,
+	R_ORDER_TIME_MS,
+	R_AMOUNT_MICROS,
+	R_CURRENCY,
+	NUM_RECORD_FIELDS
+} RecordField;
+
 /* Room for the fields of any message kind. */
-#define NUM_FIELDS NUM_EVENT_FIELDS
+#define NUM_FIELDS Max((int) NUM_EVENT_FIELDS, (int) NUM_RECORD_FIELDS)
 
 typedef struct FieldName
 {
@@ -146,6 +175,23 @@ static const char *const order_canonical[NUM_ORDER_FIELDS] = {
 	"order_id", "user_id", "store_id", "order_time", "amount", "currency"
 };
 
+/* Output records are adstream's own: one spelling per field. */
+static const FieldName record_field_names[] = {
+	FIELD("record_uuid", R_RECORD_UUID), FIELD("version", R_VERSION),
+	FIELD("region", R_REGION), FIELD("ad_id", R_AD_ID),
+	FIELD("window_start_ms", R_WINDOW_START_MS), FIELD("impressions", R_IMPRESSIONS),
+	FIELD("clicks", R_CLICKS), FIELD("spend_micros", R_SPEND_MICROS),
+	FIELD("final", R_FINAL), FIELD("order_id", R_ORDER_ID),
+	FIELD("order_time_ms", R_ORDER_TIME_MS), FIELD("amount_micros", R_AMOUNT_MICROS),
+	FIELD("currency", R_CURRENCY),
+};
+
+static const char *const record_canonical[NUM_RECORD_FIELDS] = {
+	"record_uuid", "version", "region", "ad_id", "window_start_ms", "impressions",
+	"clicks", "spend_micros", "final", "order_id", "order_time_ms", "amount_micros",
+	"currency"
+};
+
 /* The fields of one kind of message. */
 typedef struct MessageSchema
 {
@@ -161,6 +207,11 @@ F_EVENT_TIME, F_USER_ID};
 static const int order_required[] = {O_ORDER_ID, O_USER_ID, O_STORE_ID,
 O_ORDER_TIME, O_AMOUNT, O_CURRENCY};
 
+static const int stats_record_required[] = {R_RECORD_UUID, R_VERSION, R_REGION,
+	R_AD_ID, R_WINDOW_START_MS, R_IMPRESSIONS, R_CLICKS, R_SPEND_MICROS, R_FINAL};
+static const int order_record_required[] = {R_RECORD_UUID, R_VERSION, R_REGION,
+R_ORDER_ID, R_ORDER_TIME_MS, R_AMOUNT_MICROS, R_CURRENCY};
+
 static const MessageSchema event_schema = {
 	event_field_names, lengthof(event_field_names), event_canonical,
 	event_required, lengthof(event_required)
@@ -168,6 +219,14 @@ static const MessageSchema event_schema = {
 static const MessageSchema order_schema = {
 	order_field_names, lengthof(order_field_names), order_canonical,
 	order_required, lengthof(order_required)
+};
+static const MessageSchema stats_record_schema = {
+	record_field_names, lengthof(record_field_names), record_canonical,
+	stats_record_required, lengthof(stats_record_required)
+};
+static const MessageSchema order_record_schema = {
+	record_field_names, lengthof(record_field_names), record_canonical,
+	order_record_required, lengthof(order_record_required)
 };
 
 /* State of one parse, shared by the semantic callbacks. */
@@ -212,6 +271,8 @@ adstream_reject_code(AdstreamReject reason)
 			return "too_old";
 		case ADSTREAM_REJECT_TOO_FAR_IN_FUTURE:
 			return "too_far_in_future";
+		case ADSTREAM_REJECT_WRONG_REGION:
+			return "wrong_region";
 	}
 	return "unknown";
 }
@@ -840,6 +901,175 @@ adstream_parse_order(const char *data, int len, int max_bytes,
 	}
 	if (st.error == ADSTREAM_ACCEPT)
 		adstream_event_key(order->order_id, strlen(order->order_id), order->key);
+
+	MemoryContextSwitchTo(oldcxt);
+	return finish(&st, detail);
+}
+
+/*
+ * An integer field (a JSON number without fraction or exponent) of at
+ * least min.  Returns false, with the failure recorded, otherwise.
+ */
+static bool
+take_int64(ParseState *st, int f, int64 min, int64 *out)
+{
+	const char *v = st->value[f];
+	bool		neg = (*v == '-');
+	int64		n = 0;
+
+	if (st->type[f] != JSON_TOKEN_NUMBER || !is_integer_token(v))
+	{
+		fail(st, ADSTREAM_REJECT_WRONG_TYPE,
+			 psprintf("field \"%s\" is %s, not an integer", st->name_used[f],
+					  st->type[f] == JSON_TOKEN_NUMBER ? "a fraction" :
+					  token_kind(st->type[f])));
+		return false;
+	}
+	for (const char *c = neg ? v + 1 : v; *c; c++)
+		if (pg_mul_s64_overflow(n, 10, &n) ||
+			pg_sub_s64_overflow(n, *c - '0', &n))	/* negative: reaches INT64_MIN */
+		{
+			fail(st, ADSTREAM_REJECT_INVALID_VALUE,
+				 psprintf("%s %s is out of the bigint range", record_canonical[f], quoted(v)));
+			return false;
+		}
+	if (!neg && pg_mul_s64_overflow(n, -1, &n))
+	{
+		fail(st, ADSTREAM_REJECT_INVALID_VALUE,
+			 psprintf("%s %s is out of the bigint range", record_canonical[f], quoted(v)));
+		return false;
+	}
+	if (n < min)
+	{
+		fail(st, ADSTREAM_REJECT_INVALID_VALUE,
+			 psprintf("%s %s is less than " INT64_FORMAT, record_canonical[f], quoted(v), min));
+		return false;
+	}
+	*out = n;
+	return true;
+}
+
+/* A string field (no number), copied into out_cxt; NULL on failure. */
+static char *
+take_string(ParseState *st, int f, MemoryContext out_cxt)
+{
+	return take_id(st, f, false, out_cxt);
+}
+
+/* Epoch milliseconds of a record's time field, as a timestamp. */
+static void
+take_millis(ParseState *st, int f, TimestampTz *out)
+{
+	int64		ms;
+	const char *why;
+	char	   *digits;
+
+	if (!take_int64(st, f, 0, &ms))
+		return;
+	digits = psprintf(INT64_FORMAT, ms);
+	if (!adstream_parse_epoch_millis(digits, strlen(digits), out, &why))
+		fail(st, ADSTREAM_REJECT_INVALID_VALUE,
+			 psprintf("%s %s: %s", record_canonical[f], quoted(st->value[f]), why));
+}
+
+AdstreamReject
+adstream_parse_record(const char *data, int len, int max_bytes, bool orders,
+					  MemoryContext scratch_cxt, AdstreamRecord *rec, char **detail)
+{
+	MemoryContext out_cxt = CurrentMemoryContext;
+	MemoryContext oldcxt;
+	AdstreamReject r;
+	ParseState	st;
+	uint8		claimed[16];
+	int64		n;
+
+	memset(rec, 0, sizeof(*rec));
+	r = parse_message(orders ? &order_record_schema : &stats_record_schema,
+					  data, len, max_bytes, scratch_cxt, &st, detail);
+	if (r != ADSTREAM_ACCEPT)
+		return r;
+	oldcxt = MemoryContextSwitchTo(scratch_cxt);
+
+	if (st.error == ADSTREAM_ACCEPT)
+	{
+		const char *u = st.value[R_RECORD_UUID];
+
+		if (st.type[R_RECORD_UUID] != JSON_TOKEN_STRING)
+			fail(&st, ADSTREAM_REJECT_WRONG_TYPE,
+				 psprintf("field \"record_uuid\" is %s, not a string",
+						  token_kind(st.type[R_RECORD_UUID])));
+		else if (!adstream_parse_uuid(u, strlen(u), claimed))
+			fail(&st, ADSTREAM_REJECT_INVALID_VALUE,
+				 psprintf("record_uuid %s is not a UUID", quoted(u)));
+	}
+	if (st.error == ADSTREAM_ACCEPT)
+		take_int64(&st, R_VERSION, 1, &rec->version);
+	if (st.error == ADSTREAM_ACCEPT)
+	{
+		rec->region = take_string(&st, R_REGION, out_cxt);
+		for (const char *c = rec->region; c != NULL && *c && st.error == ADSTREAM_ACCEPT; c++)
+			if (!((*c >= 'A' && *c <= 'Z') || (*c >= 'a' && *c <= 'z') ||
+				  (*c >= '0' && *c <= '9') || *c == '_' || *c == '.' || *c == '-') ||
+				strlen(rec->region) > 63)
+				fail(&st, ADSTREAM_REJECT_INVALID_VALUE,
+					 psprintf("region %s is not a region name", quoted(rec->region)));
+	}
+	if (!orders)
+	{
+		if (st.error == ADSTREAM_ACCEPT)
+			rec->key_id = take_string(&st, R_AD_ID, out_cxt);
+		if (st.error == ADSTREAM_ACCEPT)
+			take_millis(&st, R_WINDOW_START_MS, &rec->record_time);
+		if (st.error == ADSTREAM_ACCEPT && rec->record_time % USECS_PER_MINUTE != 0)
+			fail(&st, ADSTREAM_REJECT_INVALID_VALUE,
+				 psprintf("window_start_ms %s is not the start of a minute",
+						  quoted(st.value[R_WINDOW_START_MS])));
+		for (int f = R_IMPRESSIONS; f <= R_SPEND_MICROS && st.error == ADSTREAM_ACCEPT; f++)
+			take_int64(&st, f, 0, &n);
+		if (st.error == ADSTREAM_ACCEPT && st.type[R_FINAL] != JSON_TOKEN_TRUE &&
+			st.type[R_FINAL] != JSON_TOKEN_FALSE)
+			fail(&st, ADSTREAM_REJECT_WRONG_TYPE,
+				 psprintf("field \"final\" is %s, not a boolean", token_kind(st.type[R_FINAL])));
+		if (st.error == ADSTREAM_ACCEPT)
+			adstream_window_key(rec->region, rec->key_id,
+								(rec->record_time +
+								 ((int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) *
+								  USECS_PER_DAY)) / 1000,
+								rec->uuid);
+	}
+	else
+	{
+		if (st.error == ADSTREAM_ACCEPT)
+			rec->key_id = take_string(&st, R_ORDER_ID, out_cxt);
+		if (st.error == ADSTREAM_ACCEPT)
+			take_millis(&st, R_ORDER_TIME_MS, &rec->record_time);
+		if (st.error == ADSTREAM_ACCEPT)
+			take_int64(&st, R_AMOUNT_MICROS, 0, &n);
+		if (st.error == ADSTREAM_ACCEPT)
+		{
+			const char *v = st.value[R_CURRENCY];
+
+			if (st.type[R_CURRENCY] != JSON_TOKEN_STRING)
+				fail(&st, ADSTREAM_REJECT_WRONG_TYPE,
+					 psprintf("field \"currency\" is %s, not a string",
+							  token_kind(st.type[R_CURRENCY])));
+			else if (strlen(v) != 3 || !is_letter(v[0]) || !is_letter(v[1]) ||
+					 !is_letter(v[2]))
+				fail(&st, ADSTREAM_REJECT_INVALID_VALUE,
+					 psprintf("currency %s is not a three-letter ISO 4217 code", quoted(v)));
+		}
+		if (st.error == ADSTREAM_ACCEPT && st.name_used[R_AD_ID] != NULL &&
+			st.type[R_AD_ID] != JSON_TOKEN_NULL)
+			(void) take_string(&st, R_AD_ID, scratch_cxt);
+		if (st.error == ADSTREAM_ACCEPT)
+			adstream_order_record_key(rec->region, strlen(rec->region), rec->key_id,
+									  strlen(rec->key_id), rec->uuid);
+	}
+	if (st.error == ADSTREAM_ACCEPT && memcmp(claimed, rec->uuid, 16) != 0)
+		fail(&st, ADSTREAM_REJECT_INVALID_VALUE,
+			 psprintf("record_uuid %s is not the UUID of its %s",
+					  quoted(st.value[R_RECORD_UUID]),
+					  orders ? "region and order_id" : "region, ad_id and window_start_ms"));
 
 	MemoryContextSwitchTo(oldcxt);
 	return finish(&st, detail);

@@ -41,4 +41,14 @@ extern AdstreamReject adstream_parse_order(const char *data, int len,
 										   AdstreamOrder *order,
 										   char **detail);
 
+/*
+ * The same for an output record read back by a union pipeline, into *rec:
+ * a record of an ad-events pipeline, or of an orders pipeline when orders.
+ */
+extern AdstreamReject adstream_parse_record(const char *data, int len,
+											int max_bytes, bool orders,
+											MemoryContext scratch_cxt,
+											AdstreamRecord *rec,
+											char **detail);
+
 #endif							/* ADSTREAM_EVENT_PARSE_H */

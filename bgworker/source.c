@@ -81,9 +81,15 @@ read_runnable(const char *sql, const char *what, AdstreamRunnable *out, int max)
 int
 adstream_runnable_pipelines(AdstreamRunnable *out, int max)
 {
-	return read_runnable("SELECT id, (extract(epoch FROM updated_at) * 1000000)::int8, name,"
-						 " workers FROM adstream.pipeline"
-						 " WHERE enabled AND topic IS NOT NULL ORDER BY id",
+	/* a union pipeline runs a worker per enabled source */
+	return read_runnable("SELECT p.id, (extract(epoch FROM p.updated_at) * 1000000)::int8,"
+						 " p.name, CASE WHEN p.kind = 'union' THEN"
+						 "  (SELECT count(*)::int4 FROM adstream.union_source AS s"
+						 "    WHERE s.pipeline_id = p.id AND s.enabled)"
+						 "  ELSE p.workers END AS workers"
+						 " FROM adstream.pipeline AS p"
+						 " WHERE p.enabled AND (p.topic IS NOT NULL OR p.kind = 'union')"
+						 " ORDER BY p.id",
 						 "pipeline list", out, max);
 }
 
@@ -121,22 +127,32 @@ adstream_maintenance_step(int max_rows, bool check_cron)
 }
 
 bool
-adstream_load_source(int32 pipeline_id, AdstreamSource *src, MemoryContext mcxt)
+adstream_load_source(int32 pipeline_id, int worker_index, AdstreamSource *src,
+					 MemoryContext mcxt)
 {
-	Oid			argtypes[1] = {INT4OID};
-	Datum		args[1];
+	Oid			argtypes[2] = {INT4OID, INT4OID};
+	Datum		args[2];
 	HeapTuple	tup;
 	TupleDesc	desc;
 	bool		isnull;
+	int32		source_id;
 
+	/* a union pipeline's worker i reads its i-th enabled source by region */
 	args[0] = Int32GetDatum(pipeline_id);
-	adstream_check_spi(SPI_execute_with_args("SELECT name, topic, bootstrap_servers, start_from = 'latest',"
-									" batch_size,"
-									" (extract(epoch FROM batch_time) * 1000)::int4,"
-									" (extract(epoch FROM updated_at) * 1000000)::int8"
-									" FROM adstream.pipeline"
-									" WHERE id = $1 AND enabled AND topic IS NOT NULL",
-									1, argtypes, args, NULL, true, 1),
+	args[1] = Int32GetDatum(worker_index);
+	adstream_check_spi(SPI_execute_with_args("SELECT p.name, coalesce(s.topic, p.topic),"
+									" coalesce(s.bootstrap_servers, p.bootstrap_servers),"
+									" p.start_from = 'latest', p.batch_size,"
+									" (extract(epoch FROM p.batch_time) * 1000)::int4,"
+									" (extract(epoch FROM p.updated_at) * 1000000)::int8,"
+									" coalesce(s.region, ''), coalesce(s.id, 0)"
+									" FROM adstream.pipeline AS p"
+									" LEFT JOIN LATERAL (SELECT * FROM adstream.union_source AS u"
+									"   WHERE u.pipeline_id = p.id AND u.enabled AND p.kind = 'union'"
+									"   ORDER BY u.region OFFSET $2 LIMIT 1) AS s ON true"
+									" WHERE p.id = $1 AND p.enabled"
+									" AND (p.topic IS NOT NULL OR s.id IS NOT NULL)",
+									2, argtypes, args, NULL, true, 1),
 			  "pipeline source");
 	if (SPI_processed == 0)
 		return false;
@@ -150,11 +166,19 @@ adstream_load_source(int32 pipeline_id, AdstreamSource *src, MemoryContext mcxt)
 	src->batch_size = DatumGetInt32(SPI_getbinval(tup, desc, 5, &isnull));
 	src->batch_time_ms = Max(DatumGetInt32(SPI_getbinval(tup, desc, 6, &isnull)), 1);
 	src->version = DatumGetInt64(SPI_getbinval(tup, desc, 7, &isnull));
+	src->source = MemoryContextStrdup(mcxt, SPI_getvalue(tup, desc, 8));
+	source_id = DatumGetInt32(SPI_getbinval(tup, desc, 9, &isnull));
 
-	adstream_load_properties("SELECT key, value FROM adstream.pipeline,"
-							 " jsonb_each_text(kafka_properties) WHERE id = $1",
-							 pipeline_id, &src->nprops, &src->prop_names, &src->prop_values,
-							 mcxt);
+	if (source_id != 0)
+		adstream_load_properties("SELECT key, value FROM adstream.union_source,"
+								 " jsonb_each_text(kafka_properties) WHERE id = $1",
+								 source_id, &src->nprops, &src->prop_names,
+								 &src->prop_values, mcxt);
+	else
+		adstream_load_properties("SELECT key, value FROM adstream.pipeline,"
+								 " jsonb_each_text(kafka_properties) WHERE id = $1",
+								 pipeline_id, &src->nprops, &src->prop_names,
+								 &src->prop_values, mcxt);
 	return true;
 }
 
@@ -181,18 +205,20 @@ adstream_load_properties(const char *sql, int32 id, int *n, char ***names,
 }
 
 void
-adstream_load_offsets(int32 pipeline_id, const char *topic, int64 *offsets, int nparts)
+adstream_load_offsets(int32 pipeline_id, const char *source, const char *topic,
+					  int64 *offsets, int nparts)
 {
-	Oid			argtypes[2] = {INT4OID, TEXTOID};
-	Datum		args[2];
+	Oid			argtypes[3] = {INT4OID, TEXTOID, TEXTOID};
+	Datum		args[3];
 
 	for (int p = 0; p < nparts; p++)
 		offsets[p] = -1;
 	args[0] = Int32GetDatum(pipeline_id);
 	args[1] = CStringGetTextDatum(topic);
+	args[2] = CStringGetTextDatum(source);
 	adstream_check_spi(SPI_execute_with_args("SELECT partition, next_offset FROM adstream.consumed_offset"
-									" WHERE pipeline_id = $1 AND topic = $2",
-									2, argtypes, args, NULL, true, 0),
+									" WHERE pipeline_id = $1 AND topic = $2 AND source = $3",
+									3, argtypes, args, NULL, true, 0),
 			  "stored offsets");
 	for (uint64 r = 0; r < SPI_processed; r++)
 	{
@@ -234,11 +260,11 @@ adstream_terminate_stale_workers(void)
 }
 
 void
-adstream_store_start_offsets(int32 pipeline_id, const char *topic, const int32 *parts,
-							 const int64 *offsets, int n)
+adstream_store_start_offsets(int32 pipeline_id, const char *source, const char *topic,
+							 const int32 *parts, const int64 *offsets, int n)
 {
-	Oid			argtypes[4] = {INT4OID, TEXTOID, INT4ARRAYOID, INT8ARRAYOID};
-	Datum		args[4];
+	Oid			argtypes[5] = {INT4OID, TEXTOID, INT4ARRAYOID, INT8ARRAYOID, TEXTOID};
+	Datum		args[5];
 	Datum	   *p = palloc(sizeof(Datum) * Max(n, 1));
 	Datum	   *o = palloc(sizeof(Datum) * Max(n, 1));
 
@@ -254,11 +280,12 @@ adstream_store_start_offsets(int32 pipeline_id, const char *topic, const int32 *
 	args[2] = PointerGetDatum(construct_array(p, n, INT4OID, 4, true, TYPALIGN_INT));
 	args[3] = PointerGetDatum(construct_array(o, n, INT8OID, 8, FLOAT8PASSBYVAL,
 											  TYPALIGN_DOUBLE));
+	args[4] = CStringGetTextDatum(source);
 	adstream_check_spi(SPI_execute_with_args("INSERT INTO adstream.consumed_offset"
-									" (pipeline_id, topic, partition, next_offset)"
-									" SELECT $1, $2, u.p, u.o FROM unnest($3, $4) AS u(p, o)"
-									" ON CONFLICT (pipeline_id, topic, partition) DO NOTHING",
-									4, argtypes, args, NULL, false, 0),
+									" (pipeline_id, source, topic, partition, next_offset)"
+									" SELECT $1, $5, $2, u.p, u.o FROM unnest($3, $4) AS u(p, o)"
+									" ON CONFLICT (pipeline_id, source, topic, partition) DO NOTHING",
+									5, argtypes, args, NULL, false, 0),
 			  "start offsets");
 }
 

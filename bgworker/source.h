@@ -25,7 +25,7 @@ typedef struct AdstreamRunnable
 {
 	int32		pipeline_id;
 	int64		version;		/* changes whenever the pipeline is altered */
-	int			workers;		/* consumer workers it asks for */
+	int			workers;		/* consumer workers it asks for (union: sources) */
 	char		name[64];
 } AdstreamRunnable;
 
@@ -36,6 +36,7 @@ typedef struct AdstreamSource
 	char	   *name;
 	char	   *topic;
 	char	   *bootstrap_servers;
+	char	   *source;			/* "" or, for a union pipeline, the region read */
 	bool		start_latest;
 	int			nprops;
 	char	  **prop_names;
@@ -65,18 +66,20 @@ extern int	adstream_runnable_orders(AdstreamRunnable *out, int max);
 extern int	adstream_maintenance_step(int max_rows, bool check_cron);
 
 /*
- * Load a pipeline's source by id, its strings allocated in mcxt.  Returns
- * false if the pipeline is gone, disabled or has no topic.
+ * Load the source of a pipeline's worker worker_index, its strings
+ * allocated in mcxt: the pipeline's own topic, or for a union pipeline its
+ * worker_index-th enabled union source (by region).  Returns false if the
+ * pipeline is gone, disabled or has no such source.
  */
-extern bool adstream_load_source(int32 pipeline_id, AdstreamSource *src,
-								 MemoryContext mcxt);
+extern bool adstream_load_source(int32 pipeline_id, int worker_index,
+								 AdstreamSource *src, MemoryContext mcxt);
 
 /*
- * The stored next offsets of the pipeline's partitions of topic:
- * offsets[p] for p < nparts, or -1 where none is stored.
+ * The stored next offsets of the pipeline's partitions of topic in the
+ * source cluster: offsets[p] for p < nparts, or -1 where none is stored.
  */
-extern void adstream_load_offsets(int32 pipeline_id, const char *topic,
-								  int64 *offsets, int nparts);
+extern void adstream_load_offsets(int32 pipeline_id, const char *source,
+								  const char *topic, int64 *offsets, int nparts);
 
 /*
  * Claim worker slot worker_index of the pipeline for this backend until it
@@ -92,9 +95,9 @@ extern bool adstream_claim_pipeline(int32 pipeline_id, int worker_index);
  * CONFLICT DO NOTHING), so that a position resolved once, such as the end
  * of a partition for start_from latest, survives restarts.
  */
-extern void adstream_store_start_offsets(int32 pipeline_id, const char *topic,
-										 const int32 *parts, const int64 *offsets,
-										 int n);
+extern void adstream_store_start_offsets(int32 pipeline_id, const char *source,
+										 const char *topic, const int32 *parts,
+										 const int64 *offsets, int n);
 
 /*
  * Fold up to max_rows aggregate increments (adstream.fold_minute_stats()),

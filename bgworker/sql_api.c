@@ -69,7 +69,7 @@ check_length(const char *argname, int len, int nmessages)
 
 /*
  * adstream.ingest(pipeline, messages, topic, partitions, offsets,
- *				   kafka_timestamps) -> (accepted, duplicates, rejected, skipped)
+ *				   kafka_timestamps, source) -> (accepted, duplicates, rejected, skipped)
  */
 Datum
 adstream_ingest(PG_FUNCTION_ARGS)
@@ -79,6 +79,7 @@ adstream_ingest(PG_FUNCTION_ARGS)
 	bool	   *payload_nulls;
 	int			n;
 	char	   *topic = NULL;
+	char	   *source;
 	Datum	   *partitions = NULL;
 	Datum	   *offsets = NULL;
 	Datum	   *stamps = NULL;
@@ -171,7 +172,18 @@ adstream_ingest(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("pipeline \"%s\" does not exist", pipeline_name)));
-	adstream_process_batch(&pipeline, msgs, n, &result);
+	source = PG_NARGS() > 6 && !PG_ARGISNULL(6) ? text_to_cstring(PG_GETARG_TEXT_PP(6)) : NULL;
+	if (pipeline.is_union && source == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("pipeline \"%s\" is a union pipeline: give the region of the cluster the records come from as source",
+						pipeline_name)));
+	if (!pipeline.is_union && source != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("source is only for union pipelines; \"%s\" is not one",
+						pipeline_name)));
+	adstream_process_batch(&pipeline, source ? source : "", msgs, n, &result);
 	SPI_finish();
 
 	values[0] = Int64GetDatum(result.accepted);
@@ -414,14 +426,16 @@ adstream_now_sql(PG_FUNCTION_ARGS)
 	PG_RETURN_TIMESTAMPTZ(adstream_now());
 }
 
-/* adstream.order_uuid(order_id text): see adstream_order_record_key(). */
+/* adstream.order_uuid(region text, order_id text): see adstream_order_record_key(). */
 Datum
 adstream_order_uuid(PG_FUNCTION_ARGS)
 {
-	text	   *id = PG_GETARG_TEXT_PP(0);
+	text	   *region = PG_GETARG_TEXT_PP(0);
+	text	   *id = PG_GETARG_TEXT_PP(1);
 	pg_uuid_t  *out = palloc(sizeof(pg_uuid_t));
 
-	adstream_order_record_key(VARDATA_ANY(id), VARSIZE_ANY_EXHDR(id), out->data);
+	adstream_order_record_key(VARDATA_ANY(region), VARSIZE_ANY_EXHDR(region),
+							  VARDATA_ANY(id), VARSIZE_ANY_EXHDR(id), out->data);
 	PG_RETURN_UUID_P(out);
 }
 

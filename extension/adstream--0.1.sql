@@ -41,7 +41,8 @@ CREATE TABLE adstream.pipeline (
 	name				text COLLATE "C" NOT NULL UNIQUE
 						CHECK (name ~ '^[a-z][a-z0-9_-]{0,62}$'),
 	kind				text NOT NULL DEFAULT 'ad_events'
-						CHECK (kind IN ('ad_events', 'orders')),
+						CHECK (kind IN ('ad_events', 'orders', 'union')),
+	records				text CHECK (records IN ('ad_minute_stats', 'attributed_orders')),
 	max_event_age		interval NOT NULL,
 	max_future_skew		interval NOT NULL,
 	dedup_horizon		interval NOT NULL,
@@ -67,7 +68,9 @@ CREATE TABLE adstream.pipeline (
 	created_at			timestamptz NOT NULL DEFAULT now(),
 	updated_at			timestamptz NOT NULL DEFAULT now(),
 	CHECK (dedup_horizon >= max_event_age),
-	CHECK ((topic IS NULL) = (bootstrap_servers IS NULL))
+	CHECK ((topic IS NULL) = (bootstrap_servers IS NULL)),
+	CHECK ((kind = 'union') = (records IS NOT NULL)),
+	CHECK (kind <> 'union' OR topic IS NULL)
 );
 ALTER SEQUENCE adstream.pipeline_id_seq OWNED BY adstream.pipeline.id;
 COMMENT ON TABLE adstream.pipeline IS
@@ -95,7 +98,7 @@ COMMENT ON COLUMN adstream.pipeline.batch_time IS
 COMMENT ON COLUMN adstream.pipeline.workers IS
 	'Consumer workers for the pipeline, 1 to 16; worker i takes the partitions p with p % workers = i.';
 COMMENT ON COLUMN adstream.pipeline.region IS
-	'The region this pipeline runs in; part of every output record''s UUID, so that two regions'' records of one window never collide. Set at creation.';
+	'The region this pipeline runs in (by default the instance''s adstream.region); part of every output record and of its UUID, so that two regions'' records of one window or order never collide. Set at creation.';
 COMMENT ON COLUMN adstream.pipeline.emit_mode IS
 	'none: no output records; changes: each fold writes a new version of every window it changed to adstream.outbox; final: one record when the window closes (the watermark passes its end), then a correction version for late events.';
 COMMENT ON COLUMN adstream.pipeline.allowed_lateness IS
@@ -103,7 +106,9 @@ COMMENT ON COLUMN adstream.pipeline.allowed_lateness IS
 COMMENT ON COLUMN adstream.pipeline.idle_timeout IS
 	'emit_mode final: a partition without messages for this long no longer holds the watermark back.';
 COMMENT ON COLUMN adstream.pipeline.kind IS
-	'ad_events: impressions and clicks, counted per ad and minute; orders: orders, attributed to the ad events of another pipeline (see adstream.order_options).';
+	'ad_events: impressions and clicks, counted per ad and minute; orders: orders, attributed to the ad events of another pipeline (see adstream.order_options); union: the output records of several regions, read from one Kafka cluster per region (adstream.union_source) and merged (adstream.union_record).';
+COMMENT ON COLUMN adstream.pipeline.records IS
+	'union pipelines: which output records they merge, ad_minute_stats (the records of ad-events pipelines) or attributed_orders (those of orders pipelines); NULL for other kinds.';
 COMMENT ON COLUMN adstream.pipeline.minute_retention IS
 	'Maintenance rolls 1-minute rows whose window ended longer ago than this (in consumed Kafka time) up into hourly rows; at least max_event_age, so no accepted event can land in a rolled-up minute.';
 COMMENT ON COLUMN adstream.pipeline.hour_retention IS
@@ -119,20 +124,23 @@ COMMENT ON COLUMN adstream.pipeline.max_message_bytes IS
 
 CREATE TABLE adstream.consumed_offset (
 	pipeline_id	integer NOT NULL,
+	source		text COLLATE "C" NOT NULL DEFAULT '',
 	topic		text COLLATE "C" NOT NULL,
 	partition	integer NOT NULL CHECK (partition >= 0),
 	next_offset	bigint NOT NULL CHECK (next_offset >= 0),
 	max_event_time timestamptz,
 	kafka_time	timestamptz,
 	updated_at	timestamptz NOT NULL DEFAULT now(),
-	PRIMARY KEY (pipeline_id, topic, partition)
+	PRIMARY KEY (pipeline_id, source, topic, partition)
 );
+COMMENT ON COLUMN adstream.consumed_offset.source IS
+	'Which Kafka cluster the topic is in: '''' for a pipeline''s own topic; for a union pipeline, the region of the adstream.union_source read (each region''s cluster has its own offsets).';
 COMMENT ON COLUMN adstream.consumed_offset.max_event_time IS
 	'The latest event time of a valid message from this partition: the partition''s event-time progress, from which emit_mode final computes the pipeline''s watermark. updated_at tells when the partition last had messages (idle_timeout).';
 COMMENT ON COLUMN adstream.consumed_offset.kafka_time IS
 	'The latest Kafka timestamp consumed from this partition: the pipeline''s consumed Kafka time, against which maintenance expires stored state (never against the wall clock, so a consumer catching up on old messages still deduplicates them).';
 COMMENT ON TABLE adstream.consumed_offset IS
-	'Next Kafka offset to read per pipeline, topic and partition, committed in the same transaction as the data its messages produced. Messages below it were already applied and are skipped.';
+	'Next Kafka offset to read per pipeline, source cluster, topic and partition, committed in the same transaction as the data its messages produced. Messages below it were already applied and are skipped.';
 
 -------------------------------------------------------------------------------
 -- Results
@@ -270,7 +278,7 @@ CREATE INDEX dead_letter_pipeline_idx
 COMMENT ON TABLE adstream.dead_letter IS
 	'Every rejected message, byte for byte, with where it came from and why it was rejected. Written in the same transaction as the batch it arrived in.';
 COMMENT ON COLUMN adstream.dead_letter.reason IS
-	'Machine-readable reason: oversized, invalid_utf8, malformed_json, too_deeply_nested, duplicate_field, missing_field, wrong_type, invalid_value, unknown_event_type, too_old, too_far_in_future.';
+	'Machine-readable reason: oversized, invalid_utf8, malformed_json, too_deeply_nested, duplicate_field, missing_field, wrong_type, invalid_value, unknown_event_type, too_old, too_far_in_future; for union pipelines also wrong_region.';
 
 
 -------------------------------------------------------------------------------
@@ -440,6 +448,18 @@ SELECT pg_catalog.pg_extension_config_dump('adstream.maintenance_run', '');
 -------------------------------------------------------------------------------
 
 -- Raise a clear error for any option value that is out of range.
+CREATE FUNCTION adstream.instance_region()
+RETURNS text
+LANGUAGE sql
+STABLE
+PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT coalesce(nullif(current_setting('adstream.region', true), ''), 'default')
+$$;
+COMMENT ON FUNCTION adstream.instance_region() IS
+	'This instance''s region: the setting adstream.region, or ''default'' when it is not set. New pipelines take it as their region.';
+
 CREATE FUNCTION adstream._check_int(name text, value bigint, lo bigint, hi bigint)
 RETURNS void
 LANGUAGE plpgsql
@@ -642,7 +662,7 @@ CREATE FUNCTION adstream.create_pipeline(
 	batch_time interval DEFAULT '100 milliseconds',
 	enabled boolean DEFAULT true,
 	workers integer DEFAULT 1,
-	region text DEFAULT 'default',
+	region text DEFAULT NULL,
 	emit_mode text DEFAULT 'none',
 	allowed_lateness interval DEFAULT '10 seconds',
 	idle_timeout interval DEFAULT '1 minute',
@@ -661,6 +681,7 @@ BEGIN
 				  HINT = 'A pipeline name is 1 to 63 characters: a lowercase letter, then lowercase letters, digits, "_" or "-".';
 	END IF;
 	dedup_horizon := coalesce(dedup_horizon, max_event_age * 2);
+	region := coalesce(region, adstream.instance_region());
 	PERFORM adstream._check_options(max_event_age, max_future_skew, dedup_horizon,
 									attribution_window, max_message_bytes);
 	minute_retention := coalesce(minute_retention, greatest(interval '7 days', max_event_age));
@@ -700,7 +721,7 @@ EXCEPTION
 END
 $$;
 COMMENT ON FUNCTION adstream.create_pipeline(text, interval, interval, interval, interval, integer, text, text, text, jsonb, integer, interval, boolean, integer, text, text, interval, interval, interval, interval) IS
-	'Creates an ad-event pipeline, consuming a Kafka topic when topic and bootstrap_servers are given. dedup_horizon defaults to twice max_event_age, minute_retention to the longer of 7 days and max_event_age, hour_retention to the longer of 90 days and minute_retention. Options are validated; errors name the option.';
+	'Creates an ad-event pipeline, consuming a Kafka topic when topic and bootstrap_servers are given. region defaults to adstream.instance_region(). dedup_horizon defaults to twice max_event_age, minute_retention to the longer of 7 days and max_event_age, hour_retention to the longer of 90 days and minute_retention. Options are validated; errors name the option.';
 
 CREATE FUNCTION adstream.alter_pipeline(
 	name text,
@@ -736,6 +757,16 @@ BEGIN
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'pipeline "%" does not exist', alter_pipeline.name
 			USING ERRCODE = 'undefined_object';
+	END IF;
+	IF p.kind = 'union' AND (alter_pipeline.topic IS NOT NULL
+							 OR alter_pipeline.bootstrap_servers IS NOT NULL
+							 OR alter_pipeline.kafka_properties IS NOT NULL
+							 OR alter_pipeline.workers IS NOT NULL
+							 OR alter_pipeline.emit_mode IS NOT NULL) THEN
+		RAISE EXCEPTION 'pipeline "%" is a union pipeline: it reads the clusters of its sources, one worker each, and emits every new version',
+			p.name
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Change its sources with adstream.alter_union_source().';
 	END IF;
 	p.max_event_age := coalesce(alter_pipeline.max_event_age, p.max_event_age);
 	p.max_future_skew := coalesce(alter_pipeline.max_future_skew, p.max_future_skew);
@@ -856,10 +887,12 @@ BEGIN
 	DELETE FROM adstream.revenue_minute WHERE pipeline_id = pid;
 	DELETE FROM adstream.revenue_hour WHERE pipeline_id = pid;
 	DELETE FROM adstream.revenue_day WHERE pipeline_id = pid;
+	DELETE FROM adstream.union_source WHERE pipeline_id = pid;
+	DELETE FROM adstream.union_record WHERE pipeline_id = pid;
 END
 $$;
 COMMENT ON FUNCTION adstream.drop_pipeline(text, boolean) IS
-	'Drops a pipeline and every row it produced (offsets, events, aggregates and their rollups, orders and attributed revenue, output records, sinks, dead letters). Refuses an ad-events pipeline that an orders pipeline matches against. Waits for batches of that pipeline in progress.';
+	'Drops a pipeline and every row it produced (offsets, events, aggregates and their rollups, orders and attributed revenue, merged records and union sources, output records, sinks, dead letters). Refuses an ad-events pipeline that an orders pipeline matches against. Waits for batches of that pipeline in progress.';
 
 CREATE FUNCTION adstream.prune_outbox(pipeline text DEFAULT NULL, max_rows integer DEFAULT NULL)
 RETURNS bigint
@@ -1134,6 +1167,7 @@ CREATE FUNCTION adstream.ingest(
 	partitions integer[] DEFAULT NULL,
 	offsets bigint[] DEFAULT NULL,
 	kafka_timestamps timestamptz[] DEFAULT NULL,
+	source text DEFAULT NULL,
 	OUT accepted bigint,
 	OUT duplicates bigint,
 	OUT rejected bigint,
@@ -1145,8 +1179,8 @@ VOLATILE
 PARALLEL UNSAFE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp;
-COMMENT ON FUNCTION adstream.ingest(text, bytea[], text, integer[], bigint[], timestamptz[]) IS
-	'Runs a batch of raw ad-event messages through the processing core in the current transaction: validates, deduplicates, stores the new events (for dedup and attribution), appends their 1-minute aggregate increments and dead-letters rejects. With topic/partitions/offsets it also advances adstream.consumed_offset and skips messages below the stored offset. Returns accepted, duplicate, rejected and skipped counts.';
+COMMENT ON FUNCTION adstream.ingest(text, bytea[], text, integer[], bigint[], timestamptz[], text) IS
+	'Runs a batch of raw ad-event messages through the processing core in the current transaction: validates, deduplicates, stores the new events (for dedup and attribution), appends their 1-minute aggregate increments and dead-letters rejects. With topic/partitions/offsets it also advances adstream.consumed_offset and skips messages below the stored offset. For a union pipeline the messages are output records and source names the region whose cluster they come from (required). Returns accepted, duplicate, rejected and skipped counts.';
 
 CREATE FUNCTION adstream.window_uuid(region text, ad_id text, window_start timestamptz)
 RETURNS uuid
@@ -1601,15 +1635,15 @@ PARALLEL SAFE;
 COMMENT ON FUNCTION adstream._now() IS
 	'Internal: the time adstream works with: the transaction start, or adstream.clock_override when a test set it.';
 
-CREATE FUNCTION adstream.order_uuid(order_id text)
+CREATE FUNCTION adstream.order_uuid(region text, order_id text)
 RETURNS uuid
 AS 'MODULE_PATHNAME', 'adstream_order_uuid'
 LANGUAGE C
 IMMUTABLE
 STRICT
 PARALLEL SAFE;
-COMMENT ON FUNCTION adstream.order_uuid(text) IS
-	'The UUID of an attributed order''s output record: name-based (SHA-1, version 5) on the order id alone, so every region and every version of the order''s record shares it.';
+COMMENT ON FUNCTION adstream.order_uuid(text, text) IS
+	'The UUID of an attributed order''s output record: name-based (SHA-1, version 5) on (region, order id), so every version of the order''s record shares it and two regions'' records never collide.';
 
 CREATE FUNCTION adstream._check_order_options(
 	events_pipeline_id integer,
@@ -1837,7 +1871,7 @@ IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 	SELECT jsonb_build_object(
-			   'record_uuid', adstream.order_uuid(o.order_id),
+			   'record_uuid', adstream.order_uuid(region, o.order_id),
 			   'version', o.version,
 			   'pipeline', pipeline,
 			   'region', region,
@@ -1892,7 +1926,7 @@ BEGIN
 	-- fold_minute_stats): ids become visible in id order
 	LOCK TABLE adstream.outbox IN SHARE ROW EXCLUSIVE MODE;
 	INSERT INTO adstream.outbox (pipeline_id, record_uuid, version, payload)
-	SELECT o.pipeline_id, adstream.order_uuid(o.order_id), o.version,
+	SELECT o.pipeline_id, adstream.order_uuid(p.region, o.order_id), o.version,
 		   adstream._order_payload(o, p.name, p.region)
 	  FROM adstream.attributed_order AS o
 	  JOIN adstream.pipeline AS p ON p.id = o.pipeline_id AND p.emit_mode <> 'none'
@@ -2179,6 +2213,414 @@ COMMENT ON VIEW adstream.ad_revenue_daily IS
 	'Attributed orders and revenue per ad, currency and day (UTC): live minutes, rolled-up hours and days together.';
 
 -------------------------------------------------------------------------------
+-- Union of regions: each region runs the whole pipeline and writes its
+-- output records to its own Kafka cluster; a union pipeline reads them from
+-- every region's cluster and merges them into the topics Pinot and Hive load
+-------------------------------------------------------------------------------
+
+CREATE TABLE adstream.union_source (
+	id				integer GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+	pipeline_id		integer NOT NULL,
+	region			text COLLATE "C" NOT NULL CHECK (region ~ '^[A-Za-z0-9_.-]{1,63}$'),
+	topic			text COLLATE "C" NOT NULL,
+	bootstrap_servers text NOT NULL,
+	kafka_properties jsonb NOT NULL DEFAULT '{}',
+	enabled			boolean NOT NULL DEFAULT true,
+	merged			bigint NOT NULL DEFAULT 0,
+	duplicates		bigint NOT NULL DEFAULT 0,
+	stale			bigint NOT NULL DEFAULT 0,
+	created_at		timestamptz NOT NULL DEFAULT now(),
+	updated_at		timestamptz NOT NULL DEFAULT now(),
+	UNIQUE (pipeline_id, region)
+);
+COMMENT ON TABLE adstream.union_source IS
+	'The regions a union pipeline merges: per region, the Kafka cluster (bootstrap_servers, kafka_properties) and topic holding that region''s output records. A consumer worker per enabled source reads it, read_committed, with offsets per source in adstream.consumed_offset. Change it with adstream.add_union_source/alter_union_source/drop_union_source.';
+COMMENT ON COLUMN adstream.union_source.merged IS
+	'Records of this source that were newer than every version of their UUID seen before: merged and emitted. duplicates: records whose version was already merged; stale: records older than the newest version merged (dropped, as a late older version must not replace a newer one).';
+
+CREATE TABLE adstream.union_record (
+	pipeline_id		integer NOT NULL,
+	record_uuid		uuid NOT NULL,
+	version			bigint NOT NULL,
+	region			text COLLATE "C" NOT NULL,
+	record_time		timestamptz NOT NULL,
+	ad_id			text COLLATE "C",
+	impressions		bigint,
+	clicks			bigint,
+	spend_micros	bigint,
+	final			boolean,
+	order_id		text COLLATE "C",
+	amount_micros	bigint,
+	currency		text COLLATE "C",
+	attribution		text,
+	merged_at		timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (pipeline_id, record_uuid)
+);
+CREATE INDEX union_record_time_idx ON adstream.union_record (pipeline_id, record_time);
+COMMENT ON TABLE adstream.union_record IS
+	'The newest version of every record a union pipeline merged, per record UUID: its dedup memory (by UUID and version) and what the union views show. Window records fill ad_id, impressions, clicks, spend_micros and final (record_time: the window start); order records fill order_id, ad_id (the attributed ad), amount_micros, currency and attribution (record_time: the order time). Kept for the pipeline''s minute_retention after record_time, in consumed Kafka time.';
+
+CREATE FUNCTION adstream.create_union_pipeline(
+	name text,
+	records text DEFAULT 'ad_minute_stats',
+	retention interval DEFAULT '7 days',
+	max_message_bytes integer DEFAULT 1048576,
+	start_from text DEFAULT 'earliest',
+	batch_size integer DEFAULT 10000,
+	batch_time interval DEFAULT '100 milliseconds',
+	enabled boolean DEFAULT true)
+RETURNS void
+LANGUAGE plpgsql
+VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF records IS NULL OR records NOT IN ('ad_minute_stats', 'attributed_orders') THEN
+		RAISE EXCEPTION 'option "records" must be ad_minute_stats or attributed_orders: %',
+			coalesce(quote_literal(records), 'null')
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF retention IS NULL OR retention < interval '1 minute' OR retention > interval '3650 days'
+	   OR extract(month FROM retention) <> 0 OR extract(year FROM retention) <> 0 THEN
+		RAISE EXCEPTION 'option "retention" must be from 1 minute to 3650 days, without months or years: %',
+			coalesce(retention::text, 'null')
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	-- the ad-events options a union pipeline does not use get their least
+	-- values; its retention is minute_retention (change it with alter_pipeline)
+	PERFORM adstream.create_pipeline(name, max_event_age => interval '1 minute',
+		max_future_skew => interval '0', dedup_horizon => interval '1 minute',
+		attribution_window => interval '0', max_message_bytes => max_message_bytes,
+		start_from => start_from, batch_size => batch_size, batch_time => batch_time,
+		enabled => enabled, minute_retention => retention, hour_retention => retention);
+	UPDATE adstream.pipeline AS p
+	   SET kind = 'union', records = create_union_pipeline.records, emit_mode = 'changes'
+	 WHERE p.name = create_union_pipeline.name;
+END
+$$;
+COMMENT ON FUNCTION adstream.create_union_pipeline(text, text, interval, integer, text, integer, interval, boolean) IS
+	'Creates a union pipeline: it merges the output records (records: ad_minute_stats or attributed_orders) that several regions write to their own Kafka clusters (add them with adstream.add_union_source), deduplicated by (record UUID, version), keeping the newest version, and emits each new version to its sinks. retention: how long a merged record is remembered (and shown) after its window or order time, in consumed Kafka time; stored as minute_retention, which adstream.alter_pipeline changes.';
+
+-- A source's options, checked; errors name the option.
+CREATE FUNCTION adstream._check_union_source(region text, bootstrap_servers text, topic text,
+	kafka_properties jsonb, enabled boolean)
+RETURNS void
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF region IS NULL OR region !~ '^[A-Za-z0-9_.-]{1,63}$' THEN
+		RAISE EXCEPTION 'option "region" must be 1 to 63 letters, digits, ".", "_" or "-": %',
+			coalesce(quote_literal(region), 'null')
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF topic IS NULL OR topic !~ '^[A-Za-z0-9._-]{1,249}$' THEN
+		RAISE EXCEPTION 'option "topic" must be a Kafka topic name (1 to 249 letters, digits, ".", "_" or "-"): %',
+			coalesce(quote_literal(topic), 'null')
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF bootstrap_servers IS NULL OR btrim(bootstrap_servers) = '' THEN
+		RAISE EXCEPTION 'option "bootstrap_servers" must name at least one broker of the region''s cluster'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF kafka_properties IS NULL THEN
+		RAISE EXCEPTION 'option "kafka_properties" must not be null'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	PERFORM adstream._check_kafka_properties(kafka_properties, false);
+	IF enabled IS NULL THEN
+		RAISE EXCEPTION 'option "enabled" must not be null'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+END
+$$;
+COMMENT ON FUNCTION adstream._check_union_source(text, text, text, jsonb, boolean) IS
+	'Internal: validates the options of a union source.';
+
+-- The union pipeline named, locked against concurrent changes; raises if
+-- there is none.
+CREATE FUNCTION adstream._union_pipeline(name text)
+RETURNS integer
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	p adstream.pipeline;
+BEGIN
+	SELECT * INTO p FROM adstream.pipeline AS x WHERE x.name = _union_pipeline.name
+	   FOR NO KEY UPDATE;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'pipeline "%" does not exist', name USING ERRCODE = 'undefined_object';
+	END IF;
+	IF p.kind <> 'union' THEN
+		RAISE EXCEPTION 'pipeline "%" is not a union pipeline', name
+			USING ERRCODE = 'wrong_object_type',
+				  HINT = 'Create one with adstream.create_union_pipeline().';
+	END IF;
+	-- its workers start again with the sources as they are now
+	UPDATE adstream.pipeline AS x SET updated_at = clock_timestamp() WHERE x.id = p.id;
+	RETURN p.id;
+END
+$$;
+COMMENT ON FUNCTION adstream._union_pipeline(text) IS
+	'Internal: the id of a union pipeline, locked, its workers told to restart.';
+
+CREATE FUNCTION adstream.add_union_source(
+	pipeline text,
+	region text,
+	bootstrap_servers text,
+	topic text,
+	kafka_properties jsonb DEFAULT '{}',
+	enabled boolean DEFAULT true)
+RETURNS void
+LANGUAGE plpgsql
+VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	pid integer := adstream._union_pipeline(pipeline);
+BEGIN
+	PERFORM adstream._check_union_source(region, bootstrap_servers, topic,
+										 kafka_properties, enabled);
+	IF (SELECT count(*) FROM adstream.union_source AS s WHERE s.pipeline_id = pid) >= 16 THEN
+		RAISE EXCEPTION 'union pipeline "%" has 16 sources, the most it can have', pipeline
+			USING ERRCODE = 'program_limit_exceeded';
+	END IF;
+	INSERT INTO adstream.union_source (pipeline_id, region, bootstrap_servers, topic,
+									   kafka_properties, enabled)
+	VALUES (pid, add_union_source.region, add_union_source.bootstrap_servers,
+			add_union_source.topic, add_union_source.kafka_properties,
+			add_union_source.enabled);
+EXCEPTION
+	WHEN unique_violation THEN
+		RAISE EXCEPTION 'union pipeline "%" already has a source for region "%"', pipeline, region
+			USING ERRCODE = 'duplicate_object';
+END
+$$;
+COMMENT ON FUNCTION adstream.add_union_source(text, text, text, text, jsonb, boolean) IS
+	'Adds a region to a union pipeline: the Kafka cluster (bootstrap_servers, kafka_properties for the consumer) and topic where that region writes its output records. Only records of that region are accepted from it (others are dead-lettered as wrong_region). At most 16 per pipeline.';
+
+CREATE FUNCTION adstream.alter_union_source(
+	pipeline text,
+	region text,
+	bootstrap_servers text DEFAULT NULL,
+	topic text DEFAULT NULL,
+	kafka_properties jsonb DEFAULT NULL,
+	enabled boolean DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql
+VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	pid integer := adstream._union_pipeline(pipeline);
+	s adstream.union_source;
+BEGIN
+	SELECT * INTO s FROM adstream.union_source AS x
+	 WHERE x.pipeline_id = pid AND x.region = alter_union_source.region FOR UPDATE;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'union pipeline "%" has no source for region "%"', pipeline, region
+			USING ERRCODE = 'undefined_object';
+	END IF;
+	s.bootstrap_servers := coalesce(alter_union_source.bootstrap_servers, s.bootstrap_servers);
+	s.topic := coalesce(alter_union_source.topic, s.topic);
+	s.kafka_properties := coalesce(alter_union_source.kafka_properties, s.kafka_properties);
+	s.enabled := coalesce(alter_union_source.enabled, s.enabled);
+	PERFORM adstream._check_union_source(s.region, s.bootstrap_servers, s.topic,
+										 s.kafka_properties, s.enabled);
+	UPDATE adstream.union_source AS x
+	   SET bootstrap_servers = s.bootstrap_servers, topic = s.topic,
+		   kafka_properties = s.kafka_properties, enabled = s.enabled, updated_at = now()
+	 WHERE x.id = s.id;
+END
+$$;
+COMMENT ON FUNCTION adstream.alter_union_source(text, text, text, text, jsonb, boolean) IS
+	'Changes a union source; options left NULL keep their value. A new topic is read from start_from (offsets are per topic); disabling a source stops its worker and keeps its offsets.';
+
+CREATE FUNCTION adstream.drop_union_source(pipeline text, region text, if_exists boolean DEFAULT false)
+RETURNS void
+LANGUAGE plpgsql
+VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	pid integer := adstream._union_pipeline(pipeline);
+BEGIN
+	DELETE FROM adstream.union_source AS x
+	 WHERE x.pipeline_id = pid AND x.region = drop_union_source.region;
+	IF NOT FOUND THEN
+		IF if_exists THEN
+			RAISE NOTICE 'union pipeline "%" has no source for region "%", skipping', pipeline, region;
+			RETURN;
+		END IF;
+		RAISE EXCEPTION 'union pipeline "%" has no source for region "%"', pipeline, region
+			USING ERRCODE = 'undefined_object';
+	END IF;
+	DELETE FROM adstream.consumed_offset AS o
+	 WHERE o.pipeline_id = pid AND o.source = drop_union_source.region;
+END
+$$;
+COMMENT ON FUNCTION adstream.drop_union_source(text, text, boolean) IS
+	'Removes a region from a union pipeline, with its stored offsets; the records merged from it stay (until their retention).';
+
+CREATE FUNCTION adstream._merge_union(pipeline_id integer, source text, uuids uuid[],
+	versions bigint[], payloads text[],
+	OUT merged bigint, OUT duplicates bigint, OUT stale bigint)
+RETURNS record
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	is_orders boolean;
+BEGIN
+	-- batches of one union pipeline take turns (its sources' workers run
+	-- in parallel up to here): a UUID found absent is not being added by
+	-- another transaction meanwhile
+	SELECT p.records = 'attributed_orders' INTO is_orders FROM adstream.pipeline AS p
+	 WHERE p.id = _merge_union.pipeline_id FOR NO KEY UPDATE;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'pipeline % was dropped', _merge_union.pipeline_id
+			USING ERRCODE = 'undefined_object';
+	END IF;
+	-- every writer of the outbox holds this lock until it commits (see
+	-- fold_minute_stats): ids become visible in id order
+	LOCK TABLE adstream.outbox IN SHARE ROW EXCLUSIVE MODE;
+
+	-- each record against the newest version stored or earlier in the batch;
+	-- every newer version goes out, in the order it came, and the newest of
+	-- each UUID is remembered
+	WITH b AS MATERIALIZED (
+		SELECT u.n, u.k AS record_uuid, u.v AS version, u.body AS payload,
+			   greatest(r.version,
+						max(u.v) OVER (PARTITION BY u.k ORDER BY u.n
+									   ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING))
+				   AS newest_before
+		  FROM unnest(uuids, versions, payloads) WITH ORDINALITY AS u(k, v, body, n)
+		  LEFT JOIN adstream.union_record AS r
+			ON r.pipeline_id = _merge_union.pipeline_id AND r.record_uuid = u.k),
+	kept AS (
+		SELECT * FROM b WHERE b.newest_before IS NULL OR b.version > b.newest_before),
+	emitted AS (
+		INSERT INTO adstream.outbox (pipeline_id, record_uuid, version, payload)
+		SELECT _merge_union.pipeline_id, k.record_uuid, k.version, k.payload
+		  FROM kept AS k ORDER BY k.n
+		RETURNING 1),
+	remembered AS (
+		INSERT INTO adstream.union_record AS r (pipeline_id, record_uuid, version, region,
+			record_time, ad_id, impressions, clicks, spend_micros, final, order_id,
+			amount_micros, currency, attribution)
+		SELECT _merge_union.pipeline_id, k.record_uuid, k.version, j ->> 'region',
+			   timestamptz 'epoch' + (j ->> CASE WHEN is_orders THEN 'order_time_ms'
+												 ELSE 'window_start_ms' END)::bigint
+									 * interval '1 millisecond',
+			   j ->> 'ad_id', (j ->> 'impressions')::bigint, (j ->> 'clicks')::bigint,
+			   (j ->> 'spend_micros')::bigint, (j ->> 'final')::boolean, j ->> 'order_id',
+			   (j ->> 'amount_micros')::bigint, j ->> 'currency', j ->> 'attribution'
+		  FROM (SELECT DISTINCT ON (x.record_uuid) x.*, x.payload::jsonb AS j
+				  FROM kept AS x ORDER BY x.record_uuid, x.version DESC) AS k
+		ON CONFLICT ON CONSTRAINT union_record_pkey DO UPDATE
+		   SET version = excluded.version, record_time = excluded.record_time,
+			   ad_id = excluded.ad_id, impressions = excluded.impressions,
+			   clicks = excluded.clicks, spend_micros = excluded.spend_micros,
+			   final = excluded.final, order_id = excluded.order_id,
+			   amount_micros = excluded.amount_micros, currency = excluded.currency,
+			   attribution = excluded.attribution, merged_at = excluded.merged_at
+		 WHERE r.version < excluded.version
+		RETURNING 1)
+	SELECT count(*) FILTER (WHERE b.newest_before IS NULL OR b.version > b.newest_before),
+		   count(*) FILTER (WHERE b.version = b.newest_before),
+		   count(*) FILTER (WHERE b.version < b.newest_before)
+	  INTO merged, duplicates, stale
+	  FROM b;
+	IF merged > 0 THEN
+		PERFORM adstream._wake_sinks();
+	END IF;
+	UPDATE adstream.union_source AS s
+	   SET merged = s.merged + _merge_union.merged,
+		   duplicates = s.duplicates + _merge_union.duplicates,
+		   stale = s.stale + _merge_union.stale
+	 WHERE s.pipeline_id = _merge_union.pipeline_id AND s.region = _merge_union.source;
+END
+$$;
+COMMENT ON FUNCTION adstream._merge_union(integer, text, uuid[], bigint[], text[]) IS
+	'Internal: steps 4 and 5 of a union pipeline''s batch (see bgworker/core.c): keeps, in message order, each record newer than every version of its UUID seen before, in adstream.union_record and the outbox; counts the duplicates and stale versions dropped.';
+
+CREATE VIEW adstream.union_region_minute_stats AS
+SELECT p.name AS pipeline, r.region, r.ad_id, r.record_time AS window_start,
+	   r.impressions, r.clicks, r.spend_micros, r.version, r.final
+  FROM adstream.union_record AS r
+  JOIN adstream.pipeline AS p ON p.id = r.pipeline_id AND p.records = 'ad_minute_stats';
+COMMENT ON VIEW adstream.union_region_minute_stats IS
+	'Per union pipeline, region, ad and minute: the totals of the newest version merged of that region''s window record.';
+
+CREATE VIEW adstream.union_minute_stats AS
+SELECT pipeline, ad_id, window_start,
+	   sum(impressions)::bigint AS impressions, sum(clicks)::bigint AS clicks,
+	   sum(spend_micros)::bigint AS spend_micros,
+	   array_agg(region ORDER BY region) AS regions,
+	   bool_and(final) AS final
+  FROM adstream.union_region_minute_stats
+ GROUP BY pipeline, ad_id, window_start;
+COMMENT ON VIEW adstream.union_minute_stats IS
+	'Per union pipeline, ad and minute: the totals merged across regions (each region''s newest version, added), the regions that had the window, and whether every region''s record is final.';
+
+CREATE VIEW adstream.union_orders AS
+SELECT p.name AS pipeline, r.region, r.order_id, r.record_time AS order_time, r.ad_id,
+	   r.attribution, r.amount_micros, r.currency, r.version
+  FROM adstream.union_record AS r
+  JOIN adstream.pipeline AS p ON p.id = r.pipeline_id AND p.records = 'attributed_orders';
+COMMENT ON VIEW adstream.union_orders IS
+	'Per union pipeline of attributed orders: every order merged from every region, its newest version.';
+
+CREATE VIEW adstream.union_source_status AS
+WITH s AS (
+		SELECT u.*, p.name AS pipeline, p.enabled AS pipeline_enabled,
+			   (extract(epoch FROM p.updated_at) * 1000000)::int8 AS pversion,
+			   -- worker i of a union pipeline reads its i-th enabled source by region
+			   (row_number() OVER (PARTITION BY u.pipeline_id, u.enabled ORDER BY u.region)
+				- 1)::integer AS worker_index
+		  FROM adstream.union_source AS u
+		  JOIN adstream.pipeline AS p ON p.id = u.pipeline_id),
+	 w AS (SELECT x.*, s.id AS source_id
+			 FROM adstream._worker_status() AS x
+			 JOIN s ON s.pipeline_id = x.pipeline_id AND s.enabled
+				   AND x.worker_index = s.worker_index AND x.version = s.pversion
+			WHERE x.pid IS NOT NULL),
+	 one AS (SELECT DISTINCT ON (w.source_id) * FROM w ORDER BY w.source_id)
+SELECT s.pipeline, s.region, s.topic, s.bootstrap_servers, s.enabled,
+	   one.pid AS worker_pid,
+	   CASE WHEN one.pid IS NOT NULL THEN one.state
+			WHEN NOT s.enabled OR NOT s.pipeline_enabled THEN 'disabled'
+			ELSE 'not running' END AS worker_state,
+	   (SELECT sum(o.next_offset) FROM adstream.consumed_offset AS o
+		 WHERE o.pipeline_id = s.pipeline_id AND o.source = s.region
+		   AND o.topic = s.topic)::bigint AS next_offsets,
+	   (SELECT sum(greatest(e.end_offset - coalesce(o.next_offset, 0), 0))
+		  FROM w AS e
+		  LEFT JOIN adstream.consumed_offset AS o
+			ON o.pipeline_id = s.pipeline_id AND o.source = s.region AND o.topic = s.topic
+		   AND o.partition = e.partition
+		 WHERE e.source_id = s.id AND e.partition IS NOT NULL)::bigint AS lag,
+	   (SELECT max(o.kafka_time) FROM adstream.consumed_offset AS o
+		 WHERE o.pipeline_id = s.pipeline_id AND o.source = s.region) AS consumed_time,
+	   s.merged, s.duplicates, s.stale,
+	   one.rejected,
+	   one.last_commit,
+	   one.last_error,
+	   one.last_error_at
+  FROM s
+  LEFT JOIN one ON one.source_id = s.id;
+COMMENT ON VIEW adstream.union_source_status IS
+	'Per union source (region): its consumer worker''s pid and state, the next offsets stored (added over partitions), the lag behind the cluster''s end offsets, the latest Kafka time consumed, the records merged, duplicate and stale (since the source was added), and the worker''s dead letters, last commit and last error (since it started).';
+
+-------------------------------------------------------------------------------
 -- Maintenance: bounded, idempotent steps; pg_cron or the launcher runs them
 -------------------------------------------------------------------------------
 
@@ -2259,17 +2701,28 @@ DECLARE
 	total bigint := 0;
 BEGIN
 	PERFORM adstream._check_max_rows(max_rows);
-	FOR p IN SELECT x.id, adstream._expiry_horizon(x.id) AS horizon
+	FOR p IN SELECT x.id, x.kind,
+					CASE WHEN x.kind = 'union'
+						 THEN adstream.consumed_time(x.name) - x.minute_retention
+						 ELSE adstream._expiry_horizon(x.id) END AS horizon
 			   FROM adstream.pipeline AS x
-			  WHERE x.kind = 'ad_events' AND (expire_events.pipeline IS NULL
-											  OR x.name = expire_events.pipeline)
+			  WHERE x.kind IN ('ad_events', 'union') AND (expire_events.pipeline IS NULL
+														  OR x.name = expire_events.pipeline)
 			  ORDER BY x.id
 	LOOP
 		EXIT WHEN total >= max_rows;
-		DELETE FROM adstream.event AS e
-		 WHERE e.ctid = ANY (ARRAY(SELECT x.ctid FROM adstream.event AS x
-								   WHERE x.pipeline_id = p.id AND x.expires_at < p.horizon
-								   LIMIT max_rows - total));
+		IF p.kind = 'union' THEN
+			-- a union pipeline's merged records, past its retention
+			DELETE FROM adstream.union_record AS r
+			 WHERE r.ctid = ANY (ARRAY(SELECT x.ctid FROM adstream.union_record AS x
+									   WHERE x.pipeline_id = p.id AND x.record_time < p.horizon
+									   LIMIT max_rows - total));
+		ELSE
+			DELETE FROM adstream.event AS e
+			 WHERE e.ctid = ANY (ARRAY(SELECT x.ctid FROM adstream.event AS x
+									   WHERE x.pipeline_id = p.id AND x.expires_at < p.horizon
+									   LIMIT max_rows - total));
+		END IF;
 		GET DIAGNOSTICS n = ROW_COUNT;
 		total := total + n;
 	END LOOP;
@@ -2277,7 +2730,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION adstream.expire_events(text, integer) IS
-	'Deletes at most max_rows stored events (dedup keys and attribution candidates) past expires_at in consumed Kafka time: of the pipeline, of every orders pipeline matching against it (less that pipeline''s max_event_age, as older orders are not accepted), and of its oldest undecided order. Returns how many; call again while it returns max_rows. Idempotent; takes no lock beyond the rows it deletes.';
+	'Deletes at most max_rows stored events (dedup keys and attribution candidates) past expires_at in consumed Kafka time: of the pipeline, of every orders pipeline matching against it (less that pipeline''s max_event_age, as older orders are not accepted), and of its oldest undecided order. Returns how many; call again while it returns max_rows. Idempotent; takes no lock beyond the rows it deletes. For a union pipeline: its merged records whose window or order time is older than its consumed Kafka time less its retention (minute_retention).';
 
 CREATE FUNCTION adstream.expire_orders(pipeline text DEFAULT NULL, max_rows integer DEFAULT 10000)
 RETURNS bigint

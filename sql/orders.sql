@@ -278,14 +278,14 @@ SELECT order_id, state, attribution, ad_id, campaign_id, advertiser_id, touch_ti
 -------------------------------------------------------------------------------
 -- Output records: one per order, version 1, keyed by adstream.order_uuid()
 -------------------------------------------------------------------------------
-SELECT adstream.order_uuid('o-edge') = adstream.order_uuid('o-edge') AS stable,
-       adstream.order_uuid('o-edge') <> adstream.order_uuid('o-edge ') AS exact,
-       adstream.order_uuid('ad-1') <> adstream.window_uuid('eu-1', 'ad-1', '2026-03-01 11:00+00')
+SELECT adstream.order_uuid('eu-1', 'o-edge') = adstream.order_uuid('eu-1', 'o-edge') AS stable,
+       adstream.order_uuid('eu-1', 'o-edge') <> adstream.order_uuid('eu-1', 'o-edge ') AS exact,
+       adstream.order_uuid('eu-1', 'ad-1') <> adstream.window_uuid('eu-1', 'ad-1', '2026-03-01 11:00+00')
          AS not_a_window,
-       substr(adstream.order_uuid('o-edge')::text, 15, 1) AS uuid_version;
+       substr(adstream.order_uuid('eu-1', 'o-edge')::text, 15, 1) AS uuid_version;
 SELECT count(*) AS records, count(DISTINCT record_uuid) AS uuids,
        bool_and(version = 1 AND (r ->> 'version')::int = 1) AS all_version_1,
-       bool_and(record_uuid = adstream.order_uuid(r ->> 'order_id')
+       bool_and(record_uuid = adstream.order_uuid('eu-1', r ->> 'order_id')
                 AND (r ->> 'record_uuid')::uuid = record_uuid) AS keyed_by_order_id,
        bool_and(r ->> 'pipeline' = 'ord' AND r ->> 'region' = 'eu-1') AS pipeline_and_region
   FROM o_out WHERE pipeline = 'ord';

@@ -5,7 +5,7 @@ CREATE ROLE ads_reader;
 CREATE ROLE ads_feeder;
 GRANT USAGE ON SCHEMA adstream TO ads_reader, ads_feeder;
 GRANT SELECT ON adstream.ad_minute_stats TO ads_reader;
-GRANT EXECUTE ON FUNCTION adstream.ingest(text, bytea[], text, integer[], bigint[], timestamptz[])
+GRANT EXECUTE ON FUNCTION adstream.ingest(text, bytea[], text, integer[], bigint[], timestamptz[], text)
   TO ads_feeder;
 
 SET ROLE ads_nobody;
@@ -34,7 +34,7 @@ SELECT clicks FROM adstream.ad_minute_stats WHERE ad_id = 'ad-p';
 
 REVOKE ALL ON SCHEMA adstream FROM ads_reader, ads_feeder;
 REVOKE ALL ON adstream.ad_minute_stats FROM ads_reader;
-REVOKE ALL ON FUNCTION adstream.ingest(text, bytea[], text, integer[], bigint[], timestamptz[])
+REVOKE ALL ON FUNCTION adstream.ingest(text, bytea[], text, integer[], bigint[], timestamptz[], text)
   FROM ads_feeder;
 DROP ROLE ads_nobody;
 DROP ROLE ads_reader;

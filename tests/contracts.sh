@@ -134,7 +134,7 @@ use_contract attributed_orders "ad_id,campaign_id,advertiser_id,touch_event_id,t
 check "order records were emitted: clicks, views and unattributed, enriched and not" \
 	"SELECT count(*) = 600 AND count(DISTINCT o.payload::jsonb ->> 'attribution') = 3
 	        AND count(DISTINCT o.payload::jsonb ->> 'enrichment_status') = 2
-	        AND bool_and(o.record_uuid = adstream.order_uuid(o.payload::jsonb ->> 'order_id'))
+	        AND bool_and(o.record_uuid = adstream.order_uuid(o.payload::jsonb ->> 'region', o.payload::jsonb ->> 'order_id'))
 	   FROM adstream.outbox o JOIN adstream.pipeline p ON p.id = o.pipeline_id
 	  WHERE p.kind = 'orders'"
 check_contract "attributed orders" "p.kind = 'orders'"

@@ -290,16 +290,16 @@ SELECT CASE WHEN (SELECT count(*) FROM got_record) = (SELECT count(*) FROM truth
              AND (SELECT count(DISTINCT record_uuid) FROM got_record) = (SELECT count(*) FROM truth_order)
              AND NOT EXISTS (SELECT 1 FROM got_record
                               WHERE version <> 1 OR (payload::jsonb ->> 'version') <> '1'
-                                 OR record_uuid <> adstream.order_uuid(payload::jsonb ->> 'order_id'))
+                                 OR record_uuid <> adstream.order_uuid('default', payload::jsonb ->> 'order_id'))
              AND NOT EXISTS (SELECT 1 FROM adstream.outbox AS x JOIN adstream.pipeline AS p
                                ON p.id = x.pipeline_id WHERE p.name <> 'orders')
             THEN 'ok' ELSE 'not ok' END
        || ' - the outbox holds one record per order (' || (SELECT count(*) FROM got_record)
-       || '), version 1, record_uuid = adstream.order_uuid(order_id)';
+       || '), version 1, record_uuid = adstream.order_uuid(region, order_id)';
 SELECT CASE WHEN count(*) = 0 THEN 'ok' ELSE 'not ok' END
        || ' - each output record''s order, amount, currency, attribution, ad and touch event equal ground truth ('
        || count(*) || ' differences)'
-  FROM ((SELECT adstream.order_uuid(order_id), order_id, amount_micros, currency, attribution, ad_id,
+  FROM ((SELECT adstream.order_uuid('default', order_id), order_id, amount_micros, currency, attribution, ad_id,
                 touch_event_id FROM truth_order
          EXCEPT ALL
          SELECT record_uuid, payload::jsonb ->> 'order_id', (payload::jsonb ->> 'amount_micros')::bigint,
@@ -310,7 +310,7 @@ SELECT CASE WHEN count(*) = 0 THEN 'ok' ELSE 'not ok' END
                 payload::jsonb ->> 'currency', payload::jsonb ->> 'attribution',
                 payload::jsonb ->> 'ad_id', payload::jsonb ->> 'touch_event_id' FROM got_record
          EXCEPT ALL
-         SELECT adstream.order_uuid(order_id), order_id, amount_micros, currency, attribution, ad_id,
+         SELECT adstream.order_uuid('default', order_id), order_id, amount_micros, currency, attribution, ad_id,
                 touch_event_id FROM truth_order)) AS d;
 SQL
 psql_rc=$?
