@@ -74,6 +74,7 @@ run_tap_suite kafka kafka/ bash tests/kafka_stream.sh
 run_tap_suite kafka-2-workers kafka-2-workers/ bash tests/kafka_stream.sh --workers 2
 run_tap_suite kafka-kill kafka-kill/ bash tests/kafka_kill.sh
 run_tap_suite kafka-orders kafka-orders/ bash tests/kafka_orders.sh
+run_tap_suite kafka-union kafka-union/ bash tests/kafka_union.sh
 run_tap_suite kafka-faults kafka-faults/ bash tests/kafka_faults.sh
 run_tap_suite kafka-positions kafka-positions/ bash tests/kafka_positions.sh
 run_tap_suite kafka-output kafka-output/ bash tests/kafka_output.sh
