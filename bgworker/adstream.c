@@ -47,28 +47,32 @@ adstream_fail_point_name(int point)
 
 void		_PG_init(void);
 
-/* adstream.region: what a pipeline's region column accepts. */
+/*
+ * A region name, as a pipeline's region column accepts it: 1 to 63
+ * letters, digits, ".", "_" or "-".
+ */
+bool
+adstream_valid_region(const char *name)
+{
+	size_t		len = strlen(name);
+
+	if (len == 0 || len > 63)
+		return false;
+	for (const char *c = name; *c; c++)
+		if (!((*c >= 'A' && *c <= 'Z') || (*c >= 'a' && *c <= 'z') ||
+			  (*c >= '0' && *c <= '9') || *c == '_' || *c == '.' || *c == '-'))
+			return false;
+	return true;
+}
+
+/* adstream.region: empty (unset: 'default') or a region name. */
 static bool
 check_region(char **newval, void **extra, GucSource source)
 {
-	const char *v = *newval;
-	size_t		len = strlen(v);
-
-	if (len == 0)
-		return true;			/* unset: 'default' */
-	if (len > 63)
-	{
-		GUC_check_errdetail("A region name is at most 63 characters.");
-		return false;
-	}
-	for (const char *c = v; *c; c++)
-		if (!((*c >= 'A' && *c <= 'Z') || (*c >= 'a' && *c <= 'z') ||
-			  (*c >= '0' && *c <= '9') || *c == '_' || *c == '.' || *c == '-'))
-		{
-			GUC_check_errdetail("A region name consists of letters, digits, \".\", \"_\" and \"-\".");
-			return false;
-		}
-	return true;
+	if ((*newval)[0] == '\0' || adstream_valid_region(*newval))
+		return true;
+	GUC_check_errdetail("A region name is 1 to 63 letters, digits, \".\", \"_\" or \"-\".");
+	return false;
 }
 
 /*

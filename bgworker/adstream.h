@@ -126,5 +126,6 @@ extern char *adstream_region;
 
 /* adstream.c */
 extern TimestampTz adstream_now(void);
+extern bool adstream_valid_region(const char *name);
 
 #endif							/* ADSTREAM_H */

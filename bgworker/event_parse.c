@@ -853,6 +853,33 @@ is_letter(char c)
 	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z');
 }
 
+/* A currency field: three letters (ISO 4217), returned upper-case in out_cxt. */
+static char *
+take_currency(ParseState *st, int f, MemoryContext out_cxt)
+{
+	const char *v = st->value[f];
+	char	   *out;
+
+	if (st->type[f] != JSON_TOKEN_STRING)
+	{
+		fail(st, ADSTREAM_REJECT_WRONG_TYPE,
+			 psprintf("field \"%s\" is %s, not a string", st->name_used[f],
+					  token_kind(st->type[f])));
+		return NULL;
+	}
+	if (strlen(v) != 3 || !is_letter(v[0]) || !is_letter(v[1]) || !is_letter(v[2]))
+	{
+		fail(st, ADSTREAM_REJECT_INVALID_VALUE,
+			 psprintf("currency %s is not a three-letter ISO 4217 code", quoted(v)));
+		return NULL;
+	}
+	out = MemoryContextAlloc(out_cxt, 4);
+	for (int i = 0; i < 3; i++)
+		out[i] = pg_ascii_toupper((unsigned char) v[i]);
+	out[3] = '\0';
+	return out;
+}
+
 AdstreamReject
 adstream_parse_order(const char *data, int len, int max_bytes,
 					 MemoryContext scratch_cxt, AdstreamOrder *order,
@@ -880,25 +907,7 @@ adstream_parse_order(const char *data, int len, int max_bytes,
 	if (st.error == ADSTREAM_ACCEPT)
 		take_micros(&st, O_AMOUNT, MAX_AMOUNT_UNITS, &order->amount_micros);
 	if (st.error == ADSTREAM_ACCEPT)
-	{
-		const char *v = st.value[O_CURRENCY];
-
-		if (st.type[O_CURRENCY] != JSON_TOKEN_STRING)
-			fail(&st, ADSTREAM_REJECT_WRONG_TYPE,
-				 psprintf("field \"%s\" is %s, not a string",
-						  st.name_used[O_CURRENCY], token_kind(st.type[O_CURRENCY])));
-		else if (strlen(v) != 3 || !is_letter(v[0]) || !is_letter(v[1]) ||
-				 !is_letter(v[2]))
-			fail(&st, ADSTREAM_REJECT_INVALID_VALUE,
-				 psprintf("currency %s is not a three-letter ISO 4217 code", quoted(v)));
-		else
-		{
-			order->currency = MemoryContextAlloc(out_cxt, 4);
-			for (int i = 0; i < 3; i++)
-				order->currency[i] = pg_ascii_toupper((unsigned char) v[i]);
-			order->currency[3] = '\0';
-		}
-	}
+		order->currency = take_currency(&st, O_CURRENCY, out_cxt);
 	if (st.error == ADSTREAM_ACCEPT)
 		adstream_event_key(order->order_id, strlen(order->order_id), order->key);
 
@@ -1007,12 +1016,9 @@ adstream_parse_record(const char *data, int len, int max_bytes, bool orders,
 	if (st.error == ADSTREAM_ACCEPT)
 	{
 		rec->region = take_string(&st, R_REGION, out_cxt);
-		for (const char *c = rec->region; c != NULL && *c && st.error == ADSTREAM_ACCEPT; c++)
-			if (!((*c >= 'A' && *c <= 'Z') || (*c >= 'a' && *c <= 'z') ||
-				  (*c >= '0' && *c <= '9') || *c == '_' || *c == '.' || *c == '-') ||
-				strlen(rec->region) > 63)
-				fail(&st, ADSTREAM_REJECT_INVALID_VALUE,
-					 psprintf("region %s is not a region name", quoted(rec->region)));
+		if (rec->region != NULL && !adstream_valid_region(rec->region))
+			fail(&st, ADSTREAM_REJECT_INVALID_VALUE,
+				 psprintf("region %s is not a region name", quoted(rec->region)));
 	}
 	if (!orders)
 	{
@@ -1046,18 +1052,7 @@ adstream_parse_record(const char *data, int len, int max_bytes, bool orders,
 		if (st.error == ADSTREAM_ACCEPT)
 			take_int64(&st, R_AMOUNT_MICROS, 0, &n);
 		if (st.error == ADSTREAM_ACCEPT)
-		{
-			const char *v = st.value[R_CURRENCY];
-
-			if (st.type[R_CURRENCY] != JSON_TOKEN_STRING)
-				fail(&st, ADSTREAM_REJECT_WRONG_TYPE,
-					 psprintf("field \"currency\" is %s, not a string",
-							  token_kind(st.type[R_CURRENCY])));
-			else if (strlen(v) != 3 || !is_letter(v[0]) || !is_letter(v[1]) ||
-					 !is_letter(v[2]))
-				fail(&st, ADSTREAM_REJECT_INVALID_VALUE,
-					 psprintf("currency %s is not a three-letter ISO 4217 code", quoted(v)));
-		}
+			(void) take_currency(&st, R_CURRENCY, scratch_cxt);
 		if (st.error == ADSTREAM_ACCEPT && st.name_used[R_AD_ID] != NULL &&
 			st.type[R_AD_ID] != JSON_TOKEN_NULL)
 			(void) take_string(&st, R_AD_ID, scratch_cxt);

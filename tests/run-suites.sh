@@ -103,35 +103,35 @@ run_tap_suite demo demo/ bash tests/demo_smoke.sh
 echo "# README examples"
 run_tap_suite readme "" bash tests/readme_examples.sh
 
-# 8. the output benchmark, briefly: it must run to the end and print its
+# 8. the benchmarks, briefly: each must run to the end and print its
 #    figures, which are shown here and not asserted (timing is for
-#    benchmarks, not tests; the README has a full run's figures)
-echo "# output benchmark (short)"
-bench_output() {
-	bash tests/bench/output_bench.sh --events 50000 --seconds 5 >"$log/bench-output.txt" 2>&1 || {
-		cat "$log/bench-output.txt"
+#    benchmarks, not tests; the README has full runs' figures).  The
+#    attribution benchmark's baseline must pick the same ad event for every
+#    order, and the union benchmark's keep the same versions, which is not
+#    timing.
+# bench_short NAME SED-SCRIPT COMMAND...: run it, show the lines SED-SCRIPT prints
+bench_short() {
+	local name=$1 filter=$2
+	shift 2
+	"$@" >"$log/bench-$name.txt" 2>&1 || {
+		cat "$log/bench-$name.txt"
 		return 1
 	}
-	grep -E "records/s|latency" "$log/bench-output.txt" | sed 's/^/# /'
-	echo "ok - the output benchmark runs and prints its figures"
+	sed -n "$filter" "$log/bench-$name.txt" | sed 's/^/# /'
+	echo "ok - the $name benchmark runs and prints its figures"
 }
-run_tap_suite bench-output bench/ bench_output
-grep '^# ' "$log/bench-output.log" 2>/dev/null
-
-# 9. the attribution and maintenance benchmark, briefly (--quick): likewise,
-#    it must run to the end (its baseline must pick the same ad event for
-#    every order, which is not timing); its summary is shown, not asserted
-echo "# attribution benchmark (short)"
-bench_attribution() {
-	bash tests/bench/attribution_bench.sh --quick >"$log/bench-attribution.txt" 2>&1 || {
-		cat "$log/bench-attribution.txt"
-		return 1
-	}
-	sed -n '/^== /,$p' "$log/bench-attribution.txt" | sed 's/^/# /'
-	echo "ok - the attribution benchmark runs and prints its figures"
-}
-run_tap_suite bench-attribution bench/ bench_attribution
-grep '^# ' "$log/bench-attribution.log" 2>/dev/null
+for b in output attribution union; do
+	echo "# $b benchmark (short)"
+	case $b in
+		output) run_tap_suite bench-output bench/ bench_short output '/records\/s\|latency/p' \
+			bash tests/bench/output_bench.sh --events 50000 --seconds 5 ;;
+		attribution) run_tap_suite bench-attribution bench/ bench_short attribution '/^== /,$p' \
+			bash tests/bench/attribution_bench.sh --quick ;;
+		union) run_tap_suite bench-union bench/ bench_short union '/records\/s\|ratio/p' \
+			bash tests/bench/union_bench.sh --records 40000 ;;
+	esac
+	grep '^# ' "$log/bench-$b.log" 2>/dev/null
+done
 
 echo "$passed passed, $failed failed"
 if [ "$failed" -eq 0 ]; then
