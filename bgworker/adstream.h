@@ -80,16 +80,14 @@ typedef struct AdstreamOrder
 } AdstreamOrder;
 
 /*
- * An output record of a region, as a union pipeline reads it back: the
- * fields that identify it.  The payload itself is passed on as it came.
+ * An output record of a region, as a union pipeline reads it back: what
+ * identifies it.  The payload itself is passed on as it came.
  */
 typedef struct AdstreamRecord
 {
 	uint8		uuid[16];		/* record_uuid, checked against its fields */
 	int64		version;
 	char	   *region;
-	char	   *key_id;			/* ad id (window records) or order id */
-	TimestampTz record_time;	/* window start, or order time */
 } AdstreamRecord;
 
 /* Per-pipeline options, as the core needs them (intervals in microseconds). */

@@ -223,8 +223,7 @@ static const StmtDef stmt_defs[NUM_STMTS] = {
 		INT8OID}
 	},
 	[STMT_UNION_MERGE] = {
-		"SELECT merged, duplicates, stale"
-		" FROM adstream._merge_union($1, $2, $3::uuid[], $4::int8[], $5::text[])",
+		"SELECT merged FROM adstream._merge_union($1, $2, $3::uuid[], $4::int8[], $5::text[])",
 		5, {INT4OID, TEXTOID, UUIDARRAYOID, INT8ARRAYOID, TEXTARRAYOID}
 	},
 };
@@ -788,12 +787,11 @@ store_orders(const AdstreamPipeline *pl, MsgState *st, int *valid, int nvalid,
  * Steps 4 and 5 of a union pipeline: merge the valid records, in message
  * order, through adstream._merge_union(), which keeps each record's newest
  * version and writes each newer version it sees to the outbox.  Returns
- * how many were merged; *dropped gets the duplicates and stale versions.
+ * how many were merged (the others were duplicates or stale).
  */
 static int
 merge_records(const AdstreamPipeline *pl, const char *source,
-			  const AdstreamMessage *msgs, MsgState *st, int *valid, int nvalid,
-			  int64 *dropped)
+			  const AdstreamMessage *msgs, MsgState *st, int *valid, int nvalid)
 {
 	Datum		values[5];
 	Datum	   *cols[3];
@@ -822,10 +820,6 @@ merge_records(const AdstreamPipeline *pl, const char *source,
 			 (unsigned long long) SPI_processed);
 	merged = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
 										 &isnull));
-	*dropped = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2,
-										   &isnull)) +
-		DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3,
-									&isnull));
 	SPI_freetuptable(SPI_tuptable);
 	return (int) merged;
 }
@@ -948,10 +942,8 @@ adstream_process_batch(const AdstreamPipeline *pl, const char *source,
 	if (pl->is_union)
 	{
 		/* 4, 5: output records of the regions */
-		int64		dropped = 0;
-
 		if (nvalid > 0)
-			nfresh = merge_records(pl, source, msgs, st, valid, nvalid, &dropped);
+			nfresh = merge_records(pl, source, msgs, st, valid, nvalid);
 		goto dead_letters;
 	}
 	if (pl->is_orders)

@@ -924,6 +924,7 @@ take_int64(ParseState *st, int f, int64 min, int64 *out)
 {
 	const char *v = st->value[f];
 	bool		neg = (*v == '-');
+	bool		overflow = false;
 	int64		n = 0;
 
 	if (st->type[f] != JSON_TOKEN_NUMBER || !is_integer_token(v))
@@ -934,15 +935,10 @@ take_int64(ParseState *st, int f, int64 min, int64 *out)
 					  token_kind(st->type[f])));
 		return false;
 	}
-	for (const char *c = neg ? v + 1 : v; *c; c++)
-		if (pg_mul_s64_overflow(n, 10, &n) ||
-			pg_sub_s64_overflow(n, *c - '0', &n))	/* negative: reaches INT64_MIN */
-		{
-			fail(st, ADSTREAM_REJECT_INVALID_VALUE,
-				 psprintf("%s %s is out of the bigint range", record_canonical[f], quoted(v)));
-			return false;
-		}
-	if (!neg && pg_mul_s64_overflow(n, -1, &n))
+	/* accumulate negatively: the range reaches one further below zero */
+	for (const char *c = neg ? v + 1 : v; *c && !overflow; c++)
+		overflow = pg_mul_s64_overflow(n, 10, &n) || pg_sub_s64_overflow(n, *c - '0', &n);
+	if (overflow || (!neg && pg_mul_s64_overflow(n, -1, &n)))
 	{
 		fail(st, ADSTREAM_REJECT_INVALID_VALUE,
 			 psprintf("%s %s is out of the bigint range", record_canonical[f], quoted(v)));
@@ -958,27 +954,23 @@ take_int64(ParseState *st, int f, int64 min, int64 *out)
 	return true;
 }
 
-/* A string field (no number), copied into out_cxt; NULL on failure. */
-static char *
-take_string(ParseState *st, int f, MemoryContext out_cxt)
+/*
+ * Epoch milliseconds of a record's time field: an integer that is a
+ * timestamp (years 1970 to 9999), so SQL can convert it without error.
+ */
+static bool
+take_millis(ParseState *st, int f, int64 *ms)
 {
-	return take_id(st, f, false, out_cxt);
-}
-
-/* Epoch milliseconds of a record's time field, as a timestamp. */
-static void
-take_millis(ParseState *st, int f, TimestampTz *out)
-{
-	int64		ms;
 	const char *why;
-	char	   *digits;
+	TimestampTz ts;
 
-	if (!take_int64(st, f, 0, &ms))
-		return;
-	digits = psprintf(INT64_FORMAT, ms);
-	if (!adstream_parse_epoch_millis(digits, strlen(digits), out, &why))
-		fail(st, ADSTREAM_REJECT_INVALID_VALUE,
-			 psprintf("%s %s: %s", record_canonical[f], quoted(st->value[f]), why));
+	if (!take_int64(st, f, 0, ms))
+		return false;
+	if (adstream_parse_epoch_millis(st->value[f], strlen(st->value[f]), &ts, &why))
+		return true;
+	fail(st, ADSTREAM_REJECT_INVALID_VALUE,
+		 psprintf("%s %s: %s", record_canonical[f], quoted(st->value[f]), why));
+	return false;
 }
 
 AdstreamReject
@@ -990,6 +982,8 @@ adstream_parse_record(const char *data, int len, int max_bytes, bool orders,
 	AdstreamReject r;
 	ParseState	st;
 	uint8		claimed[16];
+	char	   *key_id = NULL;	/* ad id, or order id */
+	int64		ms = 0;			/* window start, or order time */
 	int64		n;
 
 	memset(rec, 0, sizeof(*rec));
@@ -1015,18 +1009,18 @@ adstream_parse_record(const char *data, int len, int max_bytes, bool orders,
 		take_int64(&st, R_VERSION, 1, &rec->version);
 	if (st.error == ADSTREAM_ACCEPT)
 	{
-		rec->region = take_string(&st, R_REGION, out_cxt);
+		rec->region = take_id(&st, R_REGION, false, out_cxt);
 		if (rec->region != NULL && !adstream_valid_region(rec->region))
 			fail(&st, ADSTREAM_REJECT_INVALID_VALUE,
 				 psprintf("region %s is not a region name", quoted(rec->region)));
 	}
+	if (st.error == ADSTREAM_ACCEPT)
+		key_id = take_id(&st, orders ? R_ORDER_ID : R_AD_ID, false, scratch_cxt);
+	if (st.error == ADSTREAM_ACCEPT)
+		take_millis(&st, orders ? R_ORDER_TIME_MS : R_WINDOW_START_MS, &ms);
 	if (!orders)
 	{
-		if (st.error == ADSTREAM_ACCEPT)
-			rec->key_id = take_string(&st, R_AD_ID, out_cxt);
-		if (st.error == ADSTREAM_ACCEPT)
-			take_millis(&st, R_WINDOW_START_MS, &rec->record_time);
-		if (st.error == ADSTREAM_ACCEPT && rec->record_time % USECS_PER_MINUTE != 0)
+		if (st.error == ADSTREAM_ACCEPT && ms % 60000 != 0)
 			fail(&st, ADSTREAM_REJECT_INVALID_VALUE,
 				 psprintf("window_start_ms %s is not the start of a minute",
 						  quoted(st.value[R_WINDOW_START_MS])));
@@ -1037,28 +1031,20 @@ adstream_parse_record(const char *data, int len, int max_bytes, bool orders,
 			fail(&st, ADSTREAM_REJECT_WRONG_TYPE,
 				 psprintf("field \"final\" is %s, not a boolean", token_kind(st.type[R_FINAL])));
 		if (st.error == ADSTREAM_ACCEPT)
-			adstream_window_key(rec->region, rec->key_id,
-								(rec->record_time +
-								 ((int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) *
-								  USECS_PER_DAY)) / 1000,
-								rec->uuid);
+			adstream_window_key(rec->region, key_id, ms, rec->uuid);
 	}
 	else
 	{
-		if (st.error == ADSTREAM_ACCEPT)
-			rec->key_id = take_string(&st, R_ORDER_ID, out_cxt);
-		if (st.error == ADSTREAM_ACCEPT)
-			take_millis(&st, R_ORDER_TIME_MS, &rec->record_time);
 		if (st.error == ADSTREAM_ACCEPT)
 			take_int64(&st, R_AMOUNT_MICROS, 0, &n);
 		if (st.error == ADSTREAM_ACCEPT)
 			(void) take_currency(&st, R_CURRENCY, scratch_cxt);
 		if (st.error == ADSTREAM_ACCEPT && st.name_used[R_AD_ID] != NULL &&
 			st.type[R_AD_ID] != JSON_TOKEN_NULL)
-			(void) take_string(&st, R_AD_ID, scratch_cxt);
+			(void) take_id(&st, R_AD_ID, false, scratch_cxt);
 		if (st.error == ADSTREAM_ACCEPT)
-			adstream_order_record_key(rec->region, strlen(rec->region), rec->key_id,
-									  strlen(rec->key_id), rec->uuid);
+			adstream_order_record_key(rec->region, strlen(rec->region), key_id,
+									  strlen(key_id), rec->uuid);
 	}
 	if (st.error == ADSTREAM_ACCEPT && memcmp(claimed, rec->uuid, 16) != 0)
 		fail(&st, ADSTREAM_REJECT_INVALID_VALUE,

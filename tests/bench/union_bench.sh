@@ -15,17 +15,15 @@
 # a batch.  Both must end with the same (UUID, version) per record, or the
 # run fails.
 #
-#   tests/bench/union_bench.sh [--records N] [--keep]
+#   tests/bench/union_bench.sh [--records N]
 set -euo pipefail
 
 args=("$@")
 records=400000
-keep=0
 while [ $# -gt 0 ]; do
 	case "$1" in
 		--records) records=$2; shift 2 ;;
-		--keep) keep=1; shift ;;
-		*) echo "usage: $0 [--records N] [--keep]" >&2; exit 2 ;;
+		*) echo "usage: $0 [--records N]" >&2; exit 2 ;;
 	esac
 done
 [[ "$records" =~ ^[1-9][0-9]*$ ]] && [ "$records" -ge 1000 ] ||
@@ -35,18 +33,10 @@ src=$(cd "$(dirname "$0")/../.." && pwd)
 . "$src/tests/lib/common.sh"
 adstream_enter tests/bench/union_bench.sh "${args[@]}"
 
-work=$(mktemp -d /tmp/adstream-ubench.XXXXXX)
-port=$(adstream_free_port)
-cleanup() {
-	adstream_pg_stop "$work/pg"
-	if [ "$keep" -eq 0 ]; then rm -rf "$work"; else echo "# kept $work"; fi
-}
-trap cleanup EXIT
-adstream_pg_start "$work/pg" "$port" "adstream.fold_interval = 0
+adstream_pg_scene ubench "adstream.fold_interval = 0
 adstream.maintenance_interval = 0
 shared_buffers = 1GB
 max_wal_size = 8GB"
-psql_cmd=(psql -X -q -t -A -h "$work/pg" -p "$port" -U postgres -d postgres -v ON_ERROR_STOP=1)
 export PGOPTIONS="-c client_min_messages=warning"
 
 "${psql_cmd[@]}" -v records="$records" >/dev/null <<'SQL'
@@ -80,61 +70,54 @@ SELECT row_number() OVER (PARTITION BY w % 2 ORDER BY pos) - 1 AS n,
 CREATE INDEX ON bench.rec (region, n);
 ANALYZE bench.rec;
 
-CREATE PROCEDURE bench.ours() LANGUAGE plpgsql AS $$
-DECLARE
-	r text;
-	b bigint;
-BEGIN
-	FOR b IN SELECT DISTINCT n / 10000 FROM bench.rec ORDER BY 1 LOOP
-		FOREACH r IN ARRAY ARRAY['a', 'b'] LOOP
-			PERFORM adstream.ingest('u',
-				ARRAY(SELECT convert_to(payload, 'UTF8') FROM bench.rec
-					   WHERE region = r AND n / 10000 = b ORDER BY n),
-				'stats',
-				ARRAY(SELECT 0 FROM bench.rec WHERE region = r AND n / 10000 = b),
-				ARRAY(SELECT n FROM bench.rec WHERE region = r AND n / 10000 = b ORDER BY n),
-				source => r);
-			COMMIT;
-		END LOOP;
-	END LOOP;
-END $$;
-
 CREATE TABLE bench.newest (record_uuid uuid PRIMARY KEY, version bigint, region text,
 	ad_id text, window_start timestamptz, impressions bigint, clicks bigint,
 	spend_micros bigint, final boolean);
 CREATE TABLE bench.out (id bigint GENERATED ALWAYS AS IDENTITY, record_uuid uuid,
 	version bigint, payload text);
-CREATE PROCEDURE bench.baseline() LANGUAGE plpgsql AS $$
+-- every batch of each region, one transaction each, through the union
+-- ('ours') or the baseline statement
+CREATE PROCEDURE bench.run(how text) LANGUAGE plpgsql AS $$
 DECLARE
 	r text;
 	b bigint;
 BEGIN
 	FOR b IN SELECT DISTINCT n / 10000 FROM bench.rec ORDER BY 1 LOOP
 		FOREACH r IN ARRAY ARRAY['a', 'b'] LOOP
-			WITH batch AS (
-				SELECT x.payload, x.payload::jsonb AS j
-				  FROM unnest(ARRAY(SELECT payload FROM bench.rec
-									 WHERE region = r AND n / 10000 = b ORDER BY n)) AS x(payload)),
-			kept AS (
-				INSERT INTO bench.newest AS t
-				SELECT DISTINCT ON ((j ->> 'record_uuid')::uuid)
-					   (j ->> 'record_uuid')::uuid, (j ->> 'version')::bigint, j ->> 'region',
-					   j ->> 'ad_id', timestamptz 'epoch' + (j ->> 'window_start_ms')::bigint
-					   * interval '1 millisecond', (j ->> 'impressions')::bigint,
-					   (j ->> 'clicks')::bigint, (j ->> 'spend_micros')::bigint,
-					   (j ->> 'final')::boolean
-				  FROM batch ORDER BY (j ->> 'record_uuid')::uuid, (j ->> 'version')::bigint DESC
-				ON CONFLICT (record_uuid) DO UPDATE
-				   SET version = excluded.version, impressions = excluded.impressions,
-					   clicks = excluded.clicks, spend_micros = excluded.spend_micros,
-					   final = excluded.final
-				 WHERE t.version < excluded.version
-				RETURNING t.record_uuid, t.version)
-			INSERT INTO bench.out (record_uuid, version, payload)
-			SELECT k.record_uuid, k.version, b2.payload
-			  FROM kept AS k
-			  JOIN batch AS b2 ON (b2.j ->> 'record_uuid')::uuid = k.record_uuid
-							  AND (b2.j ->> 'version')::bigint = k.version;
+			IF how = 'ours' THEN
+				PERFORM adstream.ingest('u',
+					ARRAY(SELECT convert_to(payload, 'UTF8') FROM bench.rec
+						   WHERE region = r AND n / 10000 = b ORDER BY n),
+					'stats',
+					ARRAY(SELECT 0 FROM bench.rec WHERE region = r AND n / 10000 = b),
+					ARRAY(SELECT n FROM bench.rec WHERE region = r AND n / 10000 = b ORDER BY n),
+					source => r);
+			ELSE
+				WITH batch AS (
+					SELECT x.payload, x.payload::jsonb AS j
+					  FROM unnest(ARRAY(SELECT payload FROM bench.rec
+										 WHERE region = r AND n / 10000 = b ORDER BY n)) AS x(payload)),
+				kept AS (
+					INSERT INTO bench.newest AS t
+					SELECT DISTINCT ON ((j ->> 'record_uuid')::uuid)
+						   (j ->> 'record_uuid')::uuid, (j ->> 'version')::bigint, j ->> 'region',
+						   j ->> 'ad_id', timestamptz 'epoch' + (j ->> 'window_start_ms')::bigint
+						   * interval '1 millisecond', (j ->> 'impressions')::bigint,
+						   (j ->> 'clicks')::bigint, (j ->> 'spend_micros')::bigint,
+						   (j ->> 'final')::boolean
+					  FROM batch ORDER BY (j ->> 'record_uuid')::uuid, (j ->> 'version')::bigint DESC
+					ON CONFLICT (record_uuid) DO UPDATE
+					   SET version = excluded.version, impressions = excluded.impressions,
+						   clicks = excluded.clicks, spend_micros = excluded.spend_micros,
+						   final = excluded.final
+					 WHERE t.version < excluded.version
+					RETURNING t.record_uuid, t.version)
+				INSERT INTO bench.out (record_uuid, version, payload)
+				SELECT k.record_uuid, k.version, b2.payload
+				  FROM kept AS k
+				  JOIN batch AS b2 ON (b2.j ->> 'record_uuid')::uuid = k.record_uuid
+								  AND (b2.j ->> 'version')::bigint = k.version;
+			END IF;
 			COMMIT;
 		END LOOP;
 	END LOOP;
@@ -146,7 +129,7 @@ echo "union_bench: $n records of 2 regions ($("${psql_cmd[@]}" -c "SELECT count(
 run() {	# run PROCEDURE: seconds it took
 	"${psql_cmd[@]}" <<SQL
 SELECT extract(epoch FROM clock_timestamp()) AS t0 \gset
-CALL bench.$1();
+CALL bench.run('$1');
 SELECT round((extract(epoch FROM clock_timestamp()) - :t0)::numeric, 3);
 SQL
 }
